@@ -1,0 +1,100 @@
+// ports/context.h — where a parked coroutine lives, and how it is woken.
+//
+// A Context is the home of the coroutines that run on one OS thread (in the runtime layer: one
+// core). The ports layer knows no scheduler; it only needs two things from one:
+//
+//   * Context::current() — the context of the calling thread, or nullptr on a plain thread.
+//   * schedule(h)        — make h run later on that context. Called from any thread.
+//
+// A coroutine that parks on a message or on a port records its home (Context::current() at the
+// time it parks). Whoever wakes it then does one of two things:
+//
+//   * Wake::kDirect (a reply to a parked sender): resume it at once, no queueing, when the
+//     replier runs on the waiter's home; otherwise hand it to the home's schedule().
+//   * Wake::kScheduled (a message arriving at a port whose owner is parked): hand the owner to
+//     its home's schedule(), even from the home itself, so a send never runs the receiving
+//     lightweight thread inside the sender (DragonFly's putport wakes the thread).
+//   A waiter with no home (parked where there is no context) is resumed at once by whoever wakes
+//   it, in both cases: there is nowhere else to run it.
+//
+// Waiter is the record a parked party leaves on a message or a port: a coroutine (CoWaiter) or a
+// plain thread blocked without spinning (ThreadWaiter, see ports/thread_waiter.h). Waking is one
+// indirect call. Nothing here allocates.
+#pragma once
+
+#include <coroutine>
+
+namespace msgport {
+
+class Context {
+ public:
+  // Run h on this context later. Thread-safe; must not run h inline.
+  virtual void schedule(std::coroutine_handle<> h) noexcept = 0;
+
+  // The calling thread's context, or nullptr.
+  static Context* current() noexcept { return current_; }
+
+  // Makes `ctx` the calling thread's context for the lifetime of the guard.
+  class Bind {
+   public:
+    explicit Bind(Context* ctx) noexcept : saved_(current_) { current_ = ctx; }
+    ~Bind() { current_ = saved_; }
+    Bind(const Bind&) = delete;
+    Bind& operator=(const Bind&) = delete;
+
+   private:
+    Context* saved_;
+  };
+
+ protected:
+  ~Context() = default;
+
+ private:
+  static inline thread_local Context* current_ = nullptr;
+};
+
+enum class Wake { kDirect, kScheduled };
+
+// The record a parked party leaves behind. wake() is called exactly once per park.
+class Waiter {
+ public:
+  void wake(Wake how = Wake::kDirect) noexcept { wake_(this, how); }
+
+ protected:
+  using WakeFn = void (*)(Waiter*, Wake) noexcept;
+  explicit Waiter(WakeFn fn) noexcept : wake_(fn) {}
+  ~Waiter() = default;
+
+ private:
+  WakeFn wake_;
+};
+
+// A coroutine parked on a message or a port, and the context it belongs to.
+class CoWaiter final : public Waiter {
+ public:
+  CoWaiter() noexcept : Waiter(&CoWaiter::wake_fn) {}
+
+  // Records the coroutine and its home; call in await_suspend before publishing the waiter.
+  void arm(std::coroutine_handle<> h) noexcept {
+    handle_ = h;
+    home_ = Context::current();
+  }
+
+ private:
+  static void wake_fn(Waiter* w, Wake how) noexcept {
+    auto* self = static_cast<CoWaiter*>(w);
+    // Read both before resuming: the coroutine owns this record and may reuse it.
+    std::coroutine_handle<> h = self->handle_;
+    Context* home = self->home_;
+    if (home == nullptr || (how == Wake::kDirect && home == Context::current())) {
+      h.resume();
+    } else {
+      home->schedule(h);
+    }
+  }
+
+  std::coroutine_handle<> handle_;
+  Context* home_ = nullptr;
+};
+
+}  // namespace msgport

@@ -1,0 +1,42 @@
+#include "ports/ops.h"
+
+namespace msgport {
+
+using detail::MsgAccess;
+
+void Port::put_reply(Message& m) noexcept { detail::complete(m); }
+
+void Port::abort(Message&) noexcept {}
+
+bool Port::remove_queued(Message&, bool) noexcept { return false; }
+
+int wait_msg_blocking(Message& m) {
+  MSGPORT_CHECK_RULE(m.flags() & kMsgInFlight, "wait_msg: waiting on a message nobody sent");
+  ThreadWaiter waiter;
+  if (detail::park(m, waiter)) {
+    waiter.wait();
+  } else {
+    detail::collect(m);
+  }
+  return m.result();
+}
+
+void abort_msg(Message& m) noexcept {
+  std::uint32_t s = MsgAccess::state(m).fetch_or(kMsgAbortRequested, std::memory_order_acq_rel);
+  MSGPORT_CHECK_RULE(s & kMsgInFlight, "abort_msg: aborting a message nobody sent");
+  if ((s & kMsgDone) || !(MsgAccess::options(m) & kMsgAbortable)) return;
+  m.holder()->abort(m);
+}
+
+bool drop_msg(Message& m) noexcept {
+  MSGPORT_CHECK_RULE(MsgAccess::options(m) & kMsgDropable,
+                     "drop_msg: only a message sent with kMsgDropable can be dropped");
+  if (!(MsgAccess::options(m) & kMsgDropable) || !m.in_flight()) return false;
+  Port* holder = m.holder();
+  if (!holder->remove_queued(m, false)) return false;
+  // Never begun: it is the sender's again, as if it had never been sent.
+  MsgAccess::state(m).store(0, std::memory_order_release);
+  return true;
+}
+
+}  // namespace msgport

@@ -1,0 +1,241 @@
+// ports/ops.h — the message API: do_msg, send_msg, wait_msg, check_msg, forward_msg, reply_msg,
+// abort_msg, drop_msg, and blocking forms for plain threads.
+//
+// Sender side
+//   co_await do_msg(port, m)  Synchronous from the caller's view. Runs the agent at once; if it
+//                             acted synchronously the await completes inline — no suspension, no
+//                             atomic, no queue. If it answered kAsync the coroutine parks on the
+//                             message and the reply resumes it (directly when the replier runs on
+//                             the coroutine's context). Returns the result.
+//   send_msg(port, m)         Asynchronous from the caller's view. If the agent acted at once,
+//                             send_msg replies the message itself, so the reply always arrives the
+//                             same way: at m.reply_port() (or, with none, only marking m done).
+//   co_await wait_msg(m)      Waits for one sent message to complete (Exec's WaitIO). If the reply
+//                             was queued on a reply port, it is taken off that queue.
+//   check_msg(m)              Has m completed? Never waits (Exec's CheckIO).
+//   abort_msg(m)              Asks m's holder to stop. m is still replied exactly once: -ECANCELED
+//                             if the holder cancelled it, its own result if it finished first.
+//                             Only kMsgAbortable messages reach the holder's abort hook; for any
+//                             other, the request is only recorded (m.abort_requested()).
+//   drop_msg(m)               Takes back a kMsgDropable message that is queued and not yet begun.
+//                             true: m is the sender's again and will never be replied. false: too
+//                             late, the reply will come.
+//   do_msg_blocking(port, m), wait_msg_blocking(m)
+//                             The same for plain threads (main, tests, foreign threads): they
+//                             block without spinning. Never call them on a context's thread while
+//                             the reply depends on that thread.
+//
+// Agent side
+//   reply_msg(m, result)      Exactly once per message taken with kAsync. After it, the agent
+//                             must not touch m: it belongs to the sender again.
+//   forward_msg(port, m)      Passes a message the agent holds to another port, without replying.
+//                             If that port's agent acts at once, forward_msg replies with its
+//                             result.
+//
+// The reply-vs-park race: a reply may come from another thread while the sender is still on its
+// way to parking. One atomic word settles it (detail::park / detail::complete): the sender's
+// compare-exchange sets kParked only if kMsgDone is not yet set; the replier's fetch_or sets
+// kMsgDone and sees whether kParked was. Exactly one of them continues the sender.
+//
+// Nothing here allocates. Contract violations are caught in debug builds (ports/check.h).
+#pragma once
+
+#include <atomic>
+#include <cerrno>
+#include <concepts>
+#include <coroutine>
+#include <cstdint>
+
+#include "ports/check.h"
+#include "ports/context.h"
+#include "ports/message.h"
+#include "ports/port.h"
+#include "ports/thread_waiter.h"
+
+namespace msgport {
+
+// Any port type: Port itself (type-erased) or a concrete class derived from it.
+template <class P>
+concept PortType = std::derived_from<P, Port>;
+
+namespace detail {
+
+// The state bit a parked waiter sets; private to the sender/replier handshake.
+inline constexpr std::uint32_t kParked = 1u << 16;
+
+// The ops' window into Message's private header.
+struct MsgAccess {
+  static std::atomic<std::uint32_t>& state(Message& m) noexcept { return m.state_; }
+  static std::uint16_t& options(Message& m) noexcept { return m.options_; }
+  static int& result(Message& m) noexcept { return m.result_; }
+  static Waiter*& waiter(Message& m) noexcept { return m.waiter_; }
+  static std::atomic<Port*>& holder(Message& m) noexcept { return m.holder_; }
+  static Port* reply_port(const Message& m) noexcept { return m.reply_port_; }
+};
+
+// The sender hands m to port's agent. Returns what the agent answered.
+template <PortType P>
+inline int begin(P& port, Message& m, std::uint16_t hint) {
+  MSGPORT_CHECK_RULE(!m.in_flight(), "a message still in flight cannot be sent again");
+  MSGPORT_CHECK_RULE(!(m.flags() & kMsgQueued), "a message queued on a reply port must be collected before it is sent again");
+  std::uint16_t& opts = MsgAccess::options(m);
+  opts = static_cast<std::uint16_t>((opts & ~kMsgSyncHint) | hint);
+  MsgAccess::holder(m).store(&port, std::memory_order_relaxed);
+  MsgAccess::state(m).store(kMsgInFlight, std::memory_order_relaxed);
+  try {
+    return port.begin_msg(m);
+  } catch (...) {
+    // An agent that throws did not take the message.
+    MsgAccess::state(m).store(0, std::memory_order_relaxed);
+    throw;
+  }
+}
+
+// The agent acted at once: the sender has the message back. Nobody else ever saw it.
+inline int finish_inline(Message& m, int result) noexcept {
+  MsgAccess::result(m) = result;
+  MsgAccess::state(m).store(kMsgInFlight | kMsgDone, std::memory_order_relaxed);
+  return result;
+}
+
+// Completes m (result already stored) and continues a waiter parked on it, if any.
+// Release: the result and payload writes happen-before the sender sees kMsgDone.
+// Acquire: if kParked was set, the waiter record it published is visible.
+inline void complete(Message& m) noexcept {
+  std::uint32_t s =
+      MsgAccess::state(m).fetch_or(kMsgDone | kMsgReplied, std::memory_order_acq_rel);
+  MSGPORT_CHECK_RULE(s & kMsgInFlight, "reply_msg: replying a message nobody sent");
+  MSGPORT_CHECK_RULE(!(s & kMsgDone), "reply_msg: a message is replied exactly once");
+  if (s & kParked) MsgAccess::waiter(m)->wake();
+}
+
+// Parks w on m unless m is already done. true: parked, w will be woken exactly once.
+// false: m completed first; the caller continues and must not wait.
+inline bool park(Message& m, Waiter& w) noexcept {
+  MsgAccess::waiter(m) = &w;
+  std::atomic<std::uint32_t>& state = MsgAccess::state(m);
+  std::uint32_t s = state.load(std::memory_order_acquire);
+  while (!(s & kMsgDone)) {
+    // Release publishes waiter(m) to the replier; on failure s is reloaded (acquire).
+    if (state.compare_exchange_weak(s, s | kParked, std::memory_order_release,
+                                    std::memory_order_acquire)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// wait_msg found m done: if its reply was queued on its reply port, take it off that queue.
+inline void collect(Message& m) noexcept {
+  Port* rp = MsgAccess::reply_port(m);
+  if (rp != nullptr && !(MsgAccess::options(m) & kMsgSyncHint)) rp->remove_queued(m, true);
+}
+
+}  // namespace detail
+
+// ---- Sender side -------------------------------------------------------------------------------
+
+// The awaitable of do_msg. Awaiting it does not suspend when the agent acts at once.
+template <PortType P>
+class [[nodiscard]] DoMsg {
+ public:
+  DoMsg(P& port, Message& m) noexcept : port_(port), m_(m) {}
+
+  bool await_ready() {
+    int r = detail::begin(port_, m_, kMsgSyncHint);
+    if (r == kAsync) return false;
+    detail::finish_inline(m_, r);
+    return true;
+  }
+  bool await_suspend(std::coroutine_handle<> h) noexcept {
+    waiter_.arm(h);
+    return detail::park(m_, waiter_);
+  }
+  int await_resume() const noexcept { return m_.result(); }
+
+ private:
+  P& port_;
+  Message& m_;
+  CoWaiter waiter_;
+};
+
+template <PortType P>
+DoMsg<P> do_msg(P& port, Message& m) noexcept {
+  return DoMsg<P>(port, m);
+}
+
+// Plain-thread do_msg: runs the agent; if it took the message, blocks until the reply.
+template <PortType P>
+int do_msg_blocking(P& port, Message& m) {
+  int r = detail::begin(port, m, kMsgSyncHint);
+  if (r != kAsync) return detail::finish_inline(m, r);
+  ThreadWaiter waiter;
+  if (detail::park(m, waiter)) waiter.wait();
+  return m.result();
+}
+
+void reply_msg(Message& m, int result) noexcept;
+
+template <PortType P>
+void send_msg(P& port, Message& m) {
+  int r = detail::begin(port, m, 0);
+  if (r != kAsync) reply_msg(m, r);
+}
+
+// The awaitable of wait_msg.
+class [[nodiscard]] WaitMsg {
+ public:
+  explicit WaitMsg(Message& m) noexcept : m_(m) {}
+
+  bool await_ready() noexcept {
+    MSGPORT_CHECK_RULE(m_.flags() & kMsgInFlight, "wait_msg: waiting on a message nobody sent");
+    if (!m_.done()) return false;
+    detail::collect(m_);
+    return true;
+  }
+  bool await_suspend(std::coroutine_handle<> h) noexcept {
+    waiter_.arm(h);
+    if (detail::park(m_, waiter_)) return true;
+    detail::collect(m_);
+    return false;
+  }
+  int await_resume() const noexcept { return m_.result(); }
+
+ private:
+  Message& m_;
+  CoWaiter waiter_;
+};
+
+inline WaitMsg wait_msg(Message& m) noexcept { return WaitMsg(m); }
+
+int wait_msg_blocking(Message& m);
+
+inline bool check_msg(const Message& m) noexcept { return m.done(); }
+
+void abort_msg(Message& m) noexcept;
+
+bool drop_msg(Message& m) noexcept;
+
+// ---- Agent side --------------------------------------------------------------------------------
+
+inline void reply_msg(Message& m, int result) noexcept {
+  MSGPORT_CHECK_RULE(result != kAsync, "reply_msg: kAsync is not a result");
+  MSGPORT_CHECK_RULE(m.in_flight(), "reply_msg: a message is replied exactly once, and only after it was sent");
+  detail::MsgAccess::result(m) = result;
+  Port* rp = detail::MsgAccess::reply_port(m);
+  if (rp == nullptr || (detail::MsgAccess::options(m) & kMsgSyncHint)) {
+    detail::complete(m);
+  } else {
+    rp->put_reply(m);
+  }
+}
+
+template <PortType P>
+void forward_msg(P& port, Message& m) {
+  MSGPORT_CHECK_RULE(m.in_flight(), "forward_msg: only a message in flight can be forwarded");
+  detail::MsgAccess::holder(m).store(&port, std::memory_order_release);
+  int r = port.begin_msg(m);
+  if (r != kAsync) reply_msg(m, r);
+}
+
+}  // namespace msgport

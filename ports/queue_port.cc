@@ -1,0 +1,146 @@
+#include "ports/queue_port.h"
+
+#include <cerrno>
+#include <mutex>
+
+#include "ports/ops.h"
+
+namespace msgport {
+
+using detail::MsgAccess;
+
+QueuePort::~QueuePort() {
+  MsgQueue doomed;
+  Waiter* owner = nullptr;
+  {
+    std::lock_guard lock(lock_);
+    closed_ = true;
+    while (Message* m = queue_.pop()) {
+      if (!m->done()) doomed.push(*m);  // a request never begun; a queued reply is let go
+    }
+    if (owner_ != nullptr) {
+      *owner_slot_ = nullptr;
+      owner = owner_;
+      owner_ = nullptr;
+    }
+  }
+  while (Message* m = doomed.pop()) {
+    MsgAccess::result(*m) = -ECANCELED;
+    // Its reply cannot come back to a port that is going away: only mark it done.
+    if (m->reply_port() == this) {
+      detail::complete(*m);
+    } else {
+      reply_msg(*m, -ECANCELED);
+    }
+  }
+  if (owner != nullptr) owner->wake(Wake::kScheduled);
+}
+
+Waiter* QueuePort::deliver_locked(Message& m) noexcept {
+  if (owner_ == nullptr) {
+    queue_.push(m);
+    return nullptr;
+  }
+  // The owner is parked, so the queue is empty: handing m over keeps the order.
+  *owner_slot_ = &m;
+  Waiter* w = owner_;
+  owner_ = nullptr;
+  return w;
+}
+
+int QueuePort::begin_msg(Message& m) {
+  if ((m.flags() & (kMsgAbortable | kMsgAbortRequested)) == (kMsgAbortable | kMsgAbortRequested)) {
+    return -ECANCELED;
+  }
+  Waiter* owner;
+  {
+    std::lock_guard lock(lock_);
+    if (closed_) return -ECANCELED;
+    owner = deliver_locked(m);
+  }
+  if (owner != nullptr) owner->wake(Wake::kScheduled);
+  return kAsync;
+}
+
+void QueuePort::put_reply(Message& m) noexcept {
+  Waiter* owner = nullptr;
+  Waiter* waiter = nullptr;
+  {
+    std::lock_guard lock(lock_);
+    // Under the lock, so that a wait_msg which sees kMsgDone finds the reply already queued.
+    std::uint32_t s =
+        MsgAccess::state(m).fetch_or(kMsgDone | kMsgReplied, std::memory_order_acq_rel);
+    MSGPORT_CHECK_RULE(!(s & kMsgDone), "reply_msg: a message is replied exactly once");
+    if (s & detail::kParked) {
+      waiter = MsgAccess::waiter(m);  // a wait_msg parked on this very message: no queueing
+    } else {
+      owner = deliver_locked(m);
+    }
+  }
+  if (waiter != nullptr) waiter->wake(Wake::kDirect);
+  if (owner != nullptr) owner->wake(Wake::kScheduled);
+}
+
+void QueuePort::abort(Message& m) noexcept {
+  if (remove_queued(m, false)) reply_msg(m, -ECANCELED);
+}
+
+bool QueuePort::remove_queued(Message& m, bool reply) noexcept {
+  std::lock_guard lock(lock_);
+  if (m.done() != reply) return false;
+  return queue_.remove(m);
+}
+
+Message* QueuePort::try_get() noexcept {
+  std::lock_guard lock(lock_);
+  return queue_.pop();
+}
+
+void QueuePort::close() noexcept {
+  Waiter* owner = nullptr;
+  {
+    std::lock_guard lock(lock_);
+    closed_ = true;
+    if (owner_ != nullptr && queue_.empty()) {
+      *owner_slot_ = nullptr;
+      owner = owner_;
+      owner_ = nullptr;
+    }
+  }
+  if (owner != nullptr) owner->wake(Wake::kScheduled);
+}
+
+bool QueuePort::closed() const noexcept {
+  std::lock_guard lock(lock_);
+  return closed_;
+}
+
+std::size_t QueuePort::size() const noexcept {
+  std::lock_guard lock(lock_);
+  return queue_.size();
+}
+
+bool QueuePort::park_owner(Waiter& w, Message** slot) noexcept {
+  std::lock_guard lock(lock_);
+  MSGPORT_CHECK_RULE(owner_ == nullptr, "wait_port: a queue port has one owner waiting at a time");
+  if (Message* m = queue_.pop()) {
+    *slot = m;
+    return false;
+  }
+  if (closed_) {
+    *slot = nullptr;
+    return false;
+  }
+  owner_ = &w;
+  owner_slot_ = slot;
+  return true;
+}
+
+Message* wait_port_blocking(QueuePort& port) {
+  ThreadWaiter waiter;
+  Message* got = nullptr;
+  if (port.park_owner(waiter, &got)) waiter.wait();
+  return got;
+}
+
+}  // namespace msgport

@@ -1,0 +1,93 @@
+// ports/queue_port.h — the queue port: every message waits in line for the port's owner.
+//
+// The owner is one coroutine (or plain thread) that takes messages with wait_port(port). It is
+// DragonFly's thread port: requests sent to it and replies that come back to it (when it is a
+// message's reply port) share one queue, in order, priority messages first; the owner tells
+// them apart by m->done() (a reply) or not (a request).
+//
+// Agent: queues the message and answers kAsync. If the owner is parked in wait_port the
+// message is handed to it directly and the owner is woken (resumed at once when the sender runs
+// on the owner's context, else scheduled on it). An abortable message whose abort was already
+// requested is refused with -ECANCELED; so is every message after close().
+//
+// As a reply port: put_reply queues the reply (or hands it to a wait_msg parked on that very
+// message). abort of a queued, not yet begun request takes it out of the queue and replies it
+// -ECANCELED; drop_msg takes it out without a reply.
+//
+// Thread-safety: any thread may send to the port or reply to it; one owner takes from it. The
+// queue is guarded by a SpinLock held only for pointer updates. Nothing allocates.
+//
+// Destruction: queued requests are replied -ECANCELED, queued replies are let go, and a parked
+// owner is woken with nullptr.
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+
+#include "ports/context.h"
+#include "ports/msg_queue.h"
+#include "ports/port.h"
+#include "ports/spin_lock.h"
+
+namespace msgport {
+
+class QueuePort : public Port {
+ public:
+  QueuePort() = default;
+  ~QueuePort() override;
+
+  int begin_msg(Message& m) override;
+  void put_reply(Message& m) noexcept override;
+  void abort(Message& m) noexcept override;
+  bool remove_queued(Message& m, bool reply) noexcept override;
+
+  // Owner side: the next message if one is queued, else nullptr. Never waits.
+  Message* try_get() noexcept;
+
+  // Refuse new requests (-ECANCELED); messages already queued stay for the owner, and once they
+  // are gone wait_port returns nullptr. Replies are still accepted.
+  void close() noexcept;
+  bool closed() const noexcept;
+
+  std::size_t size() const noexcept;
+
+  // The owner parks w (with slot for the message). Returns false when it need not wait:
+  // *slot then holds the next message, or nullptr when the port is closed and empty.
+  bool park_owner(Waiter& w, Message** slot) noexcept;
+
+ private:
+  // Queue m or hand it to the parked owner; returns the owner to wake (after unlocking).
+  Waiter* deliver_locked(Message& m) noexcept;
+
+  mutable SpinLock lock_;
+  MsgQueue queue_;
+  Waiter* owner_ = nullptr;
+  Message** owner_slot_ = nullptr;
+  bool closed_ = false;
+};
+
+// The awaitable of wait_port: the next message on the port, or nullptr once it is closed and
+// drained. Does not suspend when a message is already queued.
+class [[nodiscard]] WaitPort {
+ public:
+  explicit WaitPort(QueuePort& port) noexcept : port_(port) {}
+
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> h) noexcept {
+    waiter_.arm(h);
+    return port_.park_owner(waiter_, &got_);
+  }
+  Message* await_resume() const noexcept { return got_; }
+
+ private:
+  QueuePort& port_;
+  CoWaiter waiter_;
+  Message* got_ = nullptr;
+};
+
+inline WaitPort wait_port(QueuePort& port) noexcept { return WaitPort(port); }
+
+// Plain-thread wait_port: blocks without spinning.
+Message* wait_port_blocking(QueuePort& port);
+
+}  // namespace msgport

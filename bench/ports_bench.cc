@@ -8,10 +8,15 @@
 //   BM_SyncMsgConcrete  the same through the concrete (final) port type
 //   BM_SendMsgSync      send_msg to that agent, then wait_msg to collect the reply
 //   BM_AsyncMsg         a full round trip on one thread: the sender suspends, the owner of a
-//                       queue port is scheduled, serves, replies, and the reply resumes the sender
+//                       queue port (LocalPort) is scheduled, serves, replies, and the reply
+//                       resumes the sender
+//   BM_AsyncMsgQueuePort     the same through the thread-safe QueuePort
+//   BM_PlainCallInCoroutine  the plain call from a coroutine loop like the messages' (with an
+//                       await that completes at once): the coroutine frame's own share
 //
-// The agents' begin_msg is kept out of line, like the plain call, so the comparison is the
-// message machinery against a call, not inlining against a call.
+// The plain call is kept out of line (noinline), as a real call. The port's agent is an ordinary
+// virtual function: type-erased (Port&) it is an indirect call; through the concrete final type
+// the compiler may inline it, which is what the concrete type is for (ports/port.h).
 //
 // After the usual output it prints the headline table: medians, and each one's ratio to
 // BM_PlainCall measured in the same run. Unless told otherwise it runs 5 repetitions.
@@ -69,11 +74,11 @@ BENCHMARK(BM_VirtualCall);
 
 // ---- messages ----------------------------------------------------------------------------------
 
+// The agent does the same work as agent_work. Through Port& it is an indirect call; through the
+// concrete final type the compiler may inline it — what the concrete type is for.
 class SyncPort final : public Port {
  public:
-  [[gnu::noinline]] int begin_msg(Message& m) override {
-    return static_cast<ValueMsg&>(m).value * 2 + 1;
-  }
+  int begin_msg(Message& m) override { return static_cast<ValueMsg&>(m).value * 2 + 1; }
 };
 
 template <class P>
@@ -138,13 +143,15 @@ class BenchContext final : public Context {
   std::vector<std::coroutine_handle<>> ready_;
 };
 
-Task<void> serve_loop(QueuePort& port) {
+template <class QPort>
+Task<void> serve_loop(QPort& port) {
   while (Message* m = co_await wait_port(port)) {
     reply_msg(*m, static_cast<ValueMsg*>(m)->value * 2 + 1);
   }
 }
 
-Task<void> async_loop(benchmark::State& state, QueuePort& port) {
+template <class QPort>
+Task<void> async_loop(benchmark::State& state, QPort& port) {
   ValueMsg m;
   int i = 0;
   for (auto _ : state) {
@@ -154,9 +161,10 @@ Task<void> async_loop(benchmark::State& state, QueuePort& port) {
   port.close();
 }
 
-void BM_AsyncMsg(benchmark::State& state) {
+template <class QPort>
+void async_round_trips(benchmark::State& state) {
   BenchContext ctx;
-  QueuePort port;
+  QPort port;
   Task<void> server = serve_loop(port);
   Task<void> client = async_loop(state, port);
   {
@@ -167,7 +175,38 @@ void BM_AsyncMsg(benchmark::State& state) {
   ctx.run();  // server and client now hand control to each other until the loop ends
   if (!client.done() || !server.done()) state.SkipWithError("round trip did not finish");
 }
+
+// Through a LocalPort: the queue port for one context (the runtime's same-core thread port).
+void BM_AsyncMsg(benchmark::State& state) { async_round_trips<LocalPort>(state); }
 BENCHMARK(BM_AsyncMsg);
+
+// The same through the thread-safe QueuePort, whose queue takes a spin lock.
+void BM_AsyncMsgQueuePort(benchmark::State& state) { async_round_trips<QueuePort>(state); }
+BENCHMARK(BM_AsyncMsgQueuePort);
+
+// The plain call from the same coroutine loop as the messages, with an await that completes at
+// once: what the coroutine frame itself costs, next to the message machinery.
+struct ReadyNow {
+  bool ready = true;
+  bool await_ready() const noexcept { return ready; }
+  void await_suspend(std::coroutine_handle<>) const noexcept {}
+  void await_resume() const noexcept {}
+};
+
+Task<void> call_loop(benchmark::State& state) {
+  ValueMsg m;
+  ReadyNow now;
+  benchmark::DoNotOptimize(now);  // the compiler may not know the await completes at once
+  int i = 0;
+  for (auto _ : state) {
+    m.value = i++;
+    benchmark::DoNotOptimize(agent_work(m));
+    co_await now;
+  }
+}
+
+void BM_PlainCallInCoroutine(benchmark::State& state) { sync_wait(call_loop(state)); }
+BENCHMARK(BM_PlainCallInCoroutine);
 
 // ---- the headline table ------------------------------------------------------------------------
 
@@ -178,6 +217,7 @@ struct Goal {
 constexpr Goal kRows[] = {
     {"BM_PlainCall", 0},     {"BM_VirtualCall", 0},    {"BM_SyncMsg", 1.5},
     {"BM_SyncMsgConcrete", 1.25}, {"BM_SendMsgSync", 0}, {"BM_AsyncMsg", 15},
+    {"BM_AsyncMsgQueuePort", 0}, {"BM_PlainCallInCoroutine", 0},
 };
 
 class TableReporter final : public benchmark::ConsoleReporter {

@@ -63,20 +63,26 @@ class Waiter {
  protected:
   using WakeFn = void (*)(Waiter*, Wake) noexcept;
   explicit Waiter(WakeFn fn) noexcept : wake_(fn) {}
+  Waiter() noexcept {}  // wake_ is set before the waiter is published (set_wake)
   ~Waiter() = default;
+  void set_wake(WakeFn fn) noexcept { wake_ = fn; }
 
  private:
   WakeFn wake_;
 };
 
 // A coroutine parked on a message or a port, and the context it belongs to.
+//
+// Awaitables embed one; it is written only when they really park (arm), so an await that
+// completes at once pays nothing for it.
 class CoWaiter final : public Waiter {
  public:
-  CoWaiter() noexcept : Waiter(&CoWaiter::wake_fn) {}
+  CoWaiter() noexcept {}  // nothing written until arm()
 
   // Records the coroutine and its home; call in await_suspend before publishing the waiter.
   void arm(std::coroutine_handle<> h) noexcept {
-    handle_ = h;
+    set_wake(&CoWaiter::wake_fn);
+    handle_ = h.address();
     home_ = Context::current();
   }
 
@@ -84,7 +90,7 @@ class CoWaiter final : public Waiter {
   static void wake_fn(Waiter* w, Wake how) noexcept {
     auto* self = static_cast<CoWaiter*>(w);
     // Read both before resuming: the coroutine owns this record and may reuse it.
-    std::coroutine_handle<> h = self->handle_;
+    auto h = std::coroutine_handle<>::from_address(self->handle_);
     Context* home = self->home_;
     if (home == nullptr || (how == Wake::kDirect && home == Context::current())) {
       h.resume();
@@ -93,8 +99,8 @@ class CoWaiter final : public Waiter {
     }
   }
 
-  std::coroutine_handle<> handle_;
-  Context* home_ = nullptr;
+  void* handle_;  // valid once armed
+  Context* home_;
 };
 
 }  // namespace msgport

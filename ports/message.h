@@ -115,8 +115,8 @@ class Message : private MsgLink {
   std::atomic<Port*> holder_{nullptr};
   Port* reply_port_ = nullptr;
   Waiter* waiter_ = nullptr;            // valid while kMsgParked is set
-  std::atomic<std::uint32_t> state_{0};  // kMsgInFlight | kMsgDone | kMsgReplied | ... | kParked
-  std::uint16_t options_ = 0;            // kMsgPriority | kMsgAbortable | kMsgDropable | kMsgSyncHint
+  std::atomic<std::uint32_t> state_{0};  // kMsgSyncHint | kMsgInFlight | kMsgDone | ... | kParked
+  std::uint16_t options_ = 0;            // kMsgPriority | kMsgAbortable | kMsgDropable
   int result_ = 0;
 };
 

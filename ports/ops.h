@@ -2,7 +2,7 @@
 // abort_msg, drop_msg, and blocking forms for plain threads.
 //
 // Sender side
-//   co_await do_msg(port, m)  Synchronous from the caller's view. Runs the agent at once; if it
+//   co_await do_msg(port, m)  Synchronous from the caller's view. Runs the agent when called; if it
 //                             acted synchronously the await completes inline — no suspension, no
 //                             atomic, no queue. If it answered kAsync the coroutine parks on the
 //                             message and the reply resumes it (directly when the replier runs on
@@ -75,13 +75,11 @@ struct MsgAccess {
 
 // The sender hands m to port's agent. Returns what the agent answered.
 template <PortType P>
-inline int begin(P& port, Message& m, std::uint16_t hint) {
+inline int begin(P& port, Message& m, std::uint32_t hint) {
   MSGPORT_CHECK_RULE(!m.in_flight(), "a message still in flight cannot be sent again");
   MSGPORT_CHECK_RULE(!(m.flags() & kMsgQueued), "a message queued on a reply port must be collected before it is sent again");
-  std::uint16_t& opts = MsgAccess::options(m);
-  opts = static_cast<std::uint16_t>((opts & ~kMsgSyncHint) | hint);
   MsgAccess::holder(m).store(&port, std::memory_order_relaxed);
-  MsgAccess::state(m).store(kMsgInFlight, std::memory_order_relaxed);
+  MsgAccess::state(m).store(kMsgInFlight | hint, std::memory_order_relaxed);
   try {
     return port.begin_msg(m);
   } catch (...) {
@@ -94,7 +92,7 @@ inline int begin(P& port, Message& m, std::uint16_t hint) {
 // The agent acted at once: the sender has the message back. Nobody else ever saw it.
 inline int finish_inline(Message& m, int result) noexcept {
   MsgAccess::result(m) = result;
-  MsgAccess::state(m).store(kMsgInFlight | kMsgDone, std::memory_order_relaxed);
+  MsgAccess::state(m).store(kMsgSyncHint | kMsgInFlight | kMsgDone, std::memory_order_relaxed);
   return result;
 }
 
@@ -128,25 +126,23 @@ inline bool park(Message& m, Waiter& w) noexcept {
 // wait_msg found m done: if its reply was queued on its reply port, take it off that queue.
 inline void collect(Message& m) noexcept {
   Port* rp = MsgAccess::reply_port(m);
-  if (rp != nullptr && !(MsgAccess::options(m) & kMsgSyncHint)) rp->remove_queued(m, true);
+  if (rp != nullptr && !(MsgAccess::state(m).load(std::memory_order_relaxed) & kMsgSyncHint)) {
+    rp->remove_queued(m, true);
+  }
 }
 
 }  // namespace detail
 
 // ---- Sender side -------------------------------------------------------------------------------
 
-// The awaitable of do_msg. Awaiting it does not suspend when the agent acts at once.
-template <PortType P>
+// The awaitable of do_msg. do_msg(port, m) begins the message when it is called (the agent runs
+// then); awaiting the result does not suspend when the agent acted at once, and parks the
+// coroutine on m otherwise.
 class [[nodiscard]] DoMsg {
  public:
-  DoMsg(P& port, Message& m) noexcept : port_(port), m_(m) {}
+  explicit DoMsg(Message& m) noexcept : m_(m) {}
 
-  bool await_ready() {
-    int r = detail::begin(port_, m_, kMsgSyncHint);
-    if (r == kAsync) return false;
-    detail::finish_inline(m_, r);
-    return true;
-  }
+  bool await_ready() const noexcept { return m_.done(); }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
     waiter_.arm(h);
     return detail::park(m_, waiter_);
@@ -154,14 +150,15 @@ class [[nodiscard]] DoMsg {
   int await_resume() const noexcept { return m_.result(); }
 
  private:
-  P& port_;
   Message& m_;
   CoWaiter waiter_;
 };
 
 template <PortType P>
-DoMsg<P> do_msg(P& port, Message& m) noexcept {
-  return DoMsg<P>(port, m);
+DoMsg do_msg(P& port, Message& m) {
+  int r = detail::begin(port, m, kMsgSyncHint);
+  if (r != kAsync) detail::finish_inline(m, r);
+  return DoMsg(m);
 }
 
 // Plain-thread do_msg: runs the agent; if it took the message, blocks until the reply.
@@ -223,7 +220,8 @@ inline void reply_msg(Message& m, int result) noexcept {
   MSGPORT_CHECK_RULE(m.in_flight(), "reply_msg: a message is replied exactly once, and only after it was sent");
   detail::MsgAccess::result(m) = result;
   Port* rp = detail::MsgAccess::reply_port(m);
-  if (rp == nullptr || (detail::MsgAccess::options(m) & kMsgSyncHint)) {
+  if (rp == nullptr ||
+      (detail::MsgAccess::state(m).load(std::memory_order_relaxed) & kMsgSyncHint)) {
     detail::complete(m);
   } else {
     rp->put_reply(m);

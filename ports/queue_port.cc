@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <mutex>
+#include <type_traits>
 
 #include "ports/ops.h"
 
@@ -9,7 +10,8 @@ namespace msgport {
 
 using detail::MsgAccess;
 
-QueuePort::~QueuePort() {
+template <class Lock>
+BasicQueuePort<Lock>::~BasicQueuePort() {
   MsgQueue doomed;
   Waiter* owner = nullptr;
   {
@@ -36,7 +38,8 @@ QueuePort::~QueuePort() {
   if (owner != nullptr) owner->wake(Wake::kScheduled);
 }
 
-Waiter* QueuePort::deliver_locked(Message& m) noexcept {
+template <class Lock>
+Waiter* BasicQueuePort<Lock>::deliver_locked(Message& m) noexcept {
   if (owner_ == nullptr) {
     queue_.push(m);
     return nullptr;
@@ -48,7 +51,9 @@ Waiter* QueuePort::deliver_locked(Message& m) noexcept {
   return w;
 }
 
-int QueuePort::begin_msg(Message& m) {
+template <class Lock>
+int BasicQueuePort<Lock>::begin_msg(Message& m) {
+  check_context();
   if ((m.flags() & (kMsgAbortable | kMsgAbortRequested)) == (kMsgAbortable | kMsgAbortRequested)) {
     return -ECANCELED;
   }
@@ -62,7 +67,9 @@ int QueuePort::begin_msg(Message& m) {
   return kAsync;
 }
 
-void QueuePort::put_reply(Message& m) noexcept {
+template <class Lock>
+void BasicQueuePort<Lock>::put_reply(Message& m) noexcept {
+  check_context();
   Waiter* owner = nullptr;
   Waiter* waiter = nullptr;
   {
@@ -81,22 +88,28 @@ void QueuePort::put_reply(Message& m) noexcept {
   if (owner != nullptr) owner->wake(Wake::kScheduled);
 }
 
-void QueuePort::abort(Message& m) noexcept {
+template <class Lock>
+void BasicQueuePort<Lock>::abort(Message& m) noexcept {
   if (remove_queued(m, false)) reply_msg(m, -ECANCELED);
 }
 
-bool QueuePort::remove_queued(Message& m, bool reply) noexcept {
+template <class Lock>
+bool BasicQueuePort<Lock>::remove_queued(Message& m, bool reply) noexcept {
+  check_context();
   std::lock_guard lock(lock_);
   if (m.done() != reply) return false;
   return queue_.remove(m);
 }
 
-Message* QueuePort::try_get() noexcept {
+template <class Lock>
+Message* BasicQueuePort<Lock>::try_get() noexcept {
+  check_context();
   std::lock_guard lock(lock_);
   return queue_.pop();
 }
 
-void QueuePort::close() noexcept {
+template <class Lock>
+void BasicQueuePort<Lock>::close() noexcept {
   Waiter* owner = nullptr;
   {
     std::lock_guard lock(lock_);
@@ -110,17 +123,21 @@ void QueuePort::close() noexcept {
   if (owner != nullptr) owner->wake(Wake::kScheduled);
 }
 
-bool QueuePort::closed() const noexcept {
+template <class Lock>
+bool BasicQueuePort<Lock>::closed() const noexcept {
   std::lock_guard lock(lock_);
   return closed_;
 }
 
-std::size_t QueuePort::size() const noexcept {
+template <class Lock>
+std::size_t BasicQueuePort<Lock>::size() const noexcept {
   std::lock_guard lock(lock_);
   return queue_.size();
 }
 
-bool QueuePort::park_owner(Waiter& w, Message** slot) noexcept {
+template <class Lock>
+bool BasicQueuePort<Lock>::park_owner(Waiter& w, Message** slot) noexcept {
+  check_context();
   std::lock_guard lock(lock_);
   MSGPORT_CHECK_RULE(owner_ == nullptr, "wait_port: a queue port has one owner waiting at a time");
   if (Message* m = queue_.pop()) {
@@ -135,6 +152,20 @@ bool QueuePort::park_owner(Waiter& w, Message** slot) noexcept {
   owner_slot_ = slot;
   return true;
 }
+
+template <class Lock>
+void BasicQueuePort<Lock>::check_context() const noexcept {
+#ifndef NDEBUG
+  if constexpr (std::is_same_v<Lock, NullLock>) {
+    Context* now = Context::current();
+    if (context_ == nullptr) context_ = now;
+    MSGPORT_CHECK_RULE(now == context_, "LocalPort: every user of a local port runs on one context");
+  }
+#endif
+}
+
+template class BasicQueuePort<SpinLock>;
+template class BasicQueuePort<NullLock>;
 
 Message* wait_port_blocking(QueuePort& port) {
   ThreadWaiter waiter;

@@ -14,8 +14,14 @@
 // message). abort of a queued, not yet begun request takes it out of the queue and replies it
 // -ECANCELED; drop_msg takes it out without a reply.
 //
-// Thread-safety: any thread may send to the port or reply to it; one owner takes from it. The
-// queue is guarded by a SpinLock held only for pointer updates. Nothing allocates.
+// Two flavours share this code (BasicQueuePort<Lock>):
+//   QueuePort  any thread may send to it or reply to it; one owner takes from it. The queue is
+//              guarded by a SpinLock held only for pointer updates.
+//   LocalPort  every sender, replier and the owner run on one context (one thread): no lock, no
+//              atomic on the queue. The runtime's same-core thread ports are of this kind;
+//              messages from other cores reach them through the runtime, which puts them locally.
+//              Debug builds check that callers are on one context.
+// Nothing allocates.
 //
 // Destruction: queued requests are replied -ECANCELED, queued replies are let go, and a parked
 // owner is woken with nullptr.
@@ -31,10 +37,18 @@
 
 namespace msgport {
 
-class QueuePort : public Port {
+// A lock that is no lock: for ports used from one context only.
+struct NullLock {
+  bool try_lock() noexcept { return true; }
+  void lock() noexcept {}
+  void unlock() noexcept {}
+};
+
+template <class Lock>
+class BasicQueuePort : public Port {
  public:
-  QueuePort() = default;
-  ~QueuePort() override;
+  BasicQueuePort() = default;
+  ~BasicQueuePort() override;
 
   int begin_msg(Message& m) override;
   void put_reply(Message& m) noexcept override;
@@ -58,19 +72,30 @@ class QueuePort : public Port {
  private:
   // Queue m or hand it to the parked owner; returns the owner to wake (after unlocking).
   Waiter* deliver_locked(Message& m) noexcept;
+  void check_context() const noexcept;
 
-  mutable SpinLock lock_;
+  mutable Lock lock_;
   MsgQueue queue_;
   Waiter* owner_ = nullptr;
   Message** owner_slot_ = nullptr;
   bool closed_ = false;
+#ifndef NDEBUG
+  mutable Context* context_ = nullptr;  // LocalPort: the one context it is used from
+#endif
 };
+
+extern template class BasicQueuePort<SpinLock>;
+extern template class BasicQueuePort<NullLock>;
+
+class QueuePort : public BasicQueuePort<SpinLock> {};
+class LocalPort : public BasicQueuePort<NullLock> {};
 
 // The awaitable of wait_port: the next message on the port, or nullptr once it is closed and
 // drained. Does not suspend when a message is already queued.
+template <class Lock>
 class [[nodiscard]] WaitPort {
  public:
-  explicit WaitPort(QueuePort& port) noexcept : port_(port) {}
+  explicit WaitPort(BasicQueuePort<Lock>& port) noexcept : port_(port) {}
 
   bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
@@ -80,12 +105,15 @@ class [[nodiscard]] WaitPort {
   Message* await_resume() const noexcept { return got_; }
 
  private:
-  QueuePort& port_;
+  BasicQueuePort<Lock>& port_;
   CoWaiter waiter_;
   Message* got_ = nullptr;
 };
 
-inline WaitPort wait_port(QueuePort& port) noexcept { return WaitPort(port); }
+template <class Lock>
+WaitPort<Lock> wait_port(BasicQueuePort<Lock>& port) noexcept {
+  return WaitPort<Lock>(port);
+}
 
 // Plain-thread wait_port: blocks without spinning.
 Message* wait_port_blocking(QueuePort& port);

@@ -60,15 +60,16 @@ class Waiter {
  public:
   void wake(Wake how = Wake::kDirect) noexcept { wake_(this, how); }
 
+  // The context the waiter belongs to; nullptr for a plain thread. Valid once published.
+  Context* home() const noexcept { return home_; }
+
  protected:
   using WakeFn = void (*)(Waiter*, Wake) noexcept;
-  explicit Waiter(WakeFn fn) noexcept : wake_(fn) {}
-  Waiter() noexcept {}  // wake_ is set before the waiter is published (set_wake)
+  explicit Waiter(WakeFn fn) noexcept : wake_(fn), home_(nullptr) {}
+  Waiter() noexcept {}  // CoWaiter: wake_ and home_ are set before it is published (arm)
   ~Waiter() = default;
-  void set_wake(WakeFn fn) noexcept { wake_ = fn; }
-
- private:
   WakeFn wake_;
+  Context* home_;
 };
 
 // A coroutine parked on a message or a port, and the context it belongs to.
@@ -81,7 +82,7 @@ class CoWaiter final : public Waiter {
 
   // Records the coroutine and its home; call in await_suspend before publishing the waiter.
   void arm(std::coroutine_handle<> h) noexcept {
-    set_wake(&CoWaiter::wake_fn);
+    wake_ = &CoWaiter::wake_fn;
     handle_ = h.address();
     home_ = Context::current();
   }
@@ -91,7 +92,7 @@ class CoWaiter final : public Waiter {
     auto* self = static_cast<CoWaiter*>(w);
     // Read both before resuming: the coroutine owns this record and may reuse it.
     auto h = std::coroutine_handle<>::from_address(self->handle_);
-    Context* home = self->home_;
+    Context* home = self->home();
     if (home == nullptr || (how == Wake::kDirect && home == Context::current())) {
       h.resume();
     } else {
@@ -100,7 +101,6 @@ class CoWaiter final : public Waiter {
   }
 
   void* handle_;  // valid once armed
-  Context* home_;
 };
 
 }  // namespace msgport

@@ -97,11 +97,27 @@ inline int finish_inline(Message& m, int result) noexcept {
 }
 
 // Completes m (result already stored) and continues a waiter parked on it, if any.
-// Release: the result and payload writes happen-before the sender sees kMsgDone.
-// Acquire: if kParked was set, the waiter record it published is visible.
+//
+// Fast path: if the sender is already parked and its home is the replier's own context, nothing
+// on another thread can touch the state (the sender is suspended here; abort_msg is called from
+// the sender's context), so a plain store completes it.
+// Otherwise one fetch_or settles the race with park(). Release: the result and payload writes
+// happen-before the sender sees kMsgDone. Acquire: if kParked was set, the waiter record it
+// published is visible.
 inline void complete(Message& m) noexcept {
-  std::uint32_t s =
-      MsgAccess::state(m).fetch_or(kMsgDone | kMsgReplied, std::memory_order_acq_rel);
+  std::atomic<std::uint32_t>& state = MsgAccess::state(m);
+  std::uint32_t s = state.load(std::memory_order_acquire);
+  if (s & kParked) {
+    Waiter* w = MsgAccess::waiter(m);
+    Context* here = Context::current();
+    if (here != nullptr && w->home() == here) {
+      MSGPORT_CHECK_RULE(!(s & kMsgDone), "reply_msg: a message is replied exactly once");
+      state.store(s | kMsgDone | kMsgReplied, std::memory_order_relaxed);
+      w->wake();
+      return;
+    }
+  }
+  s = state.fetch_or(kMsgDone | kMsgReplied, std::memory_order_acq_rel);
   MSGPORT_CHECK_RULE(s & kMsgInFlight, "reply_msg: replying a message nobody sent");
   MSGPORT_CHECK_RULE(!(s & kMsgDone), "reply_msg: a message is replied exactly once");
   if (s & kParked) MsgAccess::waiter(m)->wake();
@@ -109,10 +125,16 @@ inline void complete(Message& m) noexcept {
 
 // Parks w on m unless m is already done. true: parked, w will be woken exactly once.
 // false: m completed first; the caller continues and must not wait.
+// While a single-context port holds m, no other thread can reply to it, so a plain store parks.
 inline bool park(Message& m, Waiter& w) noexcept {
   MsgAccess::waiter(m) = &w;
   std::atomic<std::uint32_t>& state = MsgAccess::state(m);
   std::uint32_t s = state.load(std::memory_order_acquire);
+  if (s & kMsgDone) return false;
+  if (MsgAccess::holder(m).load(std::memory_order_relaxed)->single_context()) {
+    state.store(s | kParked, std::memory_order_relaxed);
+    return true;
+  }
   while (!(s & kMsgDone)) {
     // Release publishes waiter(m) to the replier; on failure s is reloaded (acquire).
     if (state.compare_exchange_weak(s, s | kParked, std::memory_order_release,

@@ -54,9 +54,7 @@ Waiter* BasicQueuePort<Lock>::deliver_locked(Message& m) noexcept {
 template <class Lock>
 int BasicQueuePort<Lock>::begin_msg(Message& m) {
   check_context();
-  if ((m.flags() & (kMsgAbortable | kMsgAbortRequested)) == (kMsgAbortable | kMsgAbortRequested)) {
-    return -ECANCELED;
-  }
+  if ((MsgAccess::options(m) & kMsgAbortable) && m.abort_requested()) return -ECANCELED;
   Waiter* owner;
   {
     std::lock_guard lock(lock_);

@@ -29,6 +29,7 @@
 
 #include <coroutine>
 #include <cstddef>
+#include <type_traits>
 
 #include "ports/context.h"
 #include "ports/msg_queue.h"
@@ -47,7 +48,7 @@ struct NullLock {
 template <class Lock>
 class BasicQueuePort : public Port {
  public:
-  BasicQueuePort() = default;
+  BasicQueuePort() noexcept : Port(std::is_same_v<Lock, NullLock>) {}
   ~BasicQueuePort() override;
 
   int begin_msg(Message& m) override;
@@ -97,7 +98,10 @@ class [[nodiscard]] WaitPort {
  public:
   explicit WaitPort(BasicQueuePort<Lock>& port) noexcept : port_(port) {}
 
-  bool await_ready() const noexcept { return false; }
+  bool await_ready() noexcept {
+    got_ = port_.try_get();
+    return got_ != nullptr;
+  }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
     waiter_.arm(h);
     return port_.park_owner(waiter_, &got_);

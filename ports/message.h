@@ -55,11 +55,16 @@ enum MsgFlag : std::uint32_t {
   kMsgReplied = 1u << 7,
   kMsgAbortRequested = 1u << 8,
 };
+// The state bits flags() shows; higher ones are the runtime's own.
+inline constexpr std::uint32_t kPublicStateBits = (1u << 9) - 1;
 
-// The intrusive link ports queue messages by. Linked iff next != nullptr.
+// The intrusive link ports queue messages by. `queue` names the queue the message is linked in
+// (nullptr: none); it is atomic so that anyone may ask "is it in *my* queue?" while the queue
+// that does hold it changes it under its own lock.
 struct MsgLink {
   MsgLink* next = nullptr;
   MsgLink* prev = nullptr;
+  std::atomic<const void*> queue{nullptr};
 };
 
 class Message : private MsgLink {
@@ -85,10 +90,11 @@ class Message : private MsgLink {
     return state_.load(std::memory_order_acquire) & kMsgAbortRequested;
   }
 
-  // A snapshot of all flags (see the table above); kMsgQueued is exact only for the holder.
+  // A snapshot of all flags (see the table above).
   std::uint32_t flags() const noexcept {
-    return options_ | state_.load(std::memory_order_acquire) |
-           (MsgLink::next != nullptr ? kMsgQueued : 0u);
+    std::uint32_t s = state_.load(std::memory_order_acquire) & kPublicStateBits;
+    bool queued = MsgLink::queue.load(std::memory_order_acquire) != nullptr;
+    return options_ | s | (queued ? kMsgQueued : 0u);
   }
 
   // Options, set by the sender while it owns the message. They persist across sends.

@@ -23,7 +23,9 @@ class MsgQueue {
 
   void push(Message& m) noexcept {
     MsgLink* link = &m;
-    MSGPORT_CHECK_RULE(link->next == nullptr, "a message sits in one queue at a time");
+    MSGPORT_CHECK_RULE(link->queue.load(std::memory_order_relaxed) == nullptr,
+                       "a message sits in one queue at a time");
+    link->queue.store(this, std::memory_order_release);
     MsgLink& head = m.priority() ? prio_ : normal_;
     link->prev = head.prev;
     link->next = &head;
@@ -40,16 +42,16 @@ class MsgQueue {
     return static_cast<Message*>(first);
   }
 
-  // Removes m if it is linked (in this queue: the caller knows). Returns whether it was.
-  bool remove(Message& m) noexcept {
-    MsgLink* link = &m;
-    if (link->next == nullptr) return false;
-    unlink(link);
-    return true;
+  // Is m linked in this queue? Exact under the lock that guards this queue.
+  bool contains(const Message& m) const noexcept {
+    return static_cast<const MsgLink&>(m).queue.load(std::memory_order_acquire) == this;
   }
 
-  static bool linked(const Message& m) noexcept {
-    return static_cast<const MsgLink&>(m).next != nullptr;
+  // Removes m if it is linked in this queue. Returns whether it was.
+  bool remove(Message& m) noexcept {
+    if (!contains(m)) return false;
+    unlink(&m);
+    return true;
   }
 
  private:
@@ -59,6 +61,7 @@ class MsgQueue {
     link->prev->next = link->next;
     link->next->prev = link->prev;
     link->next = link->prev = nullptr;
+    link->queue.store(nullptr, std::memory_order_release);
     --size_;
   }
 

@@ -11,7 +11,6 @@ void Port::abort(Message&) noexcept {}
 bool Port::remove_queued(Message&, bool) noexcept { return false; }
 
 int wait_msg_blocking(Message& m) {
-  MSGPORT_CHECK_RULE(m.flags() & kMsgInFlight, "wait_msg: waiting on a message nobody sent");
   ThreadWaiter waiter;
   if (detail::park(m, waiter)) {
     waiter.wait();
@@ -32,6 +31,8 @@ bool drop_msg(Message& m) noexcept {
   MSGPORT_CHECK_RULE(MsgAccess::options(m) & kMsgDropable,
                      "drop_msg: only a message sent with kMsgDropable can be dropped");
   if (!(MsgAccess::options(m) & kMsgDropable) || !m.in_flight()) return false;
+  // Someone waits on it: taking it back would strand the waiter.
+  if (MsgAccess::state(m).load(std::memory_order_acquire) & detail::kParked) return false;
   Port* holder = m.holder();
   if (!holder->remove_queued(m, false)) return false;
   // Never begun: it is the sender's again, as if it had never been sent.

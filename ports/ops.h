@@ -17,9 +17,12 @@
 //                             if the holder cancelled it, its own result if it finished first.
 //                             Only kMsgAbortable messages reach the holder's abort hook; for any
 //                             other, the request is only recorded (m.abort_requested()).
-//   drop_msg(m)               Takes back a kMsgDropable message that is queued and not yet begun.
-//                             true: m is the sender's again and will never be replied. false: too
-//                             late, the reply will come.
+//   drop_msg(m)               Takes back a kMsgDropable message that is queued and not yet begun
+//                             and that nobody waits on. true: m is the sender's again and will
+//                             never be replied. false: too late, the reply will come.
+//                             abort_msg and drop_msg are the sender's: call them on the sender's
+//                             context (its thread), where the message cannot be replied, reused
+//                             or freed while they run; and keep the holding port alive meanwhile.
 //   do_msg_blocking(port, m), wait_msg_blocking(m)
 //                             The same for plain threads (main, tests, foreign threads): they
 //                             block without spinning. Never call them on a context's thread while
@@ -62,6 +65,12 @@ namespace detail {
 
 // The state bit a parked waiter sets; private to the sender/replier handshake.
 inline constexpr std::uint32_t kParked = 1u << 16;
+// Set by a single-context port (LocalPort) when a sender on its own context begins the message
+// directly (not forwarded): until the message leaves that port, no other thread can reach it.
+inline constexpr std::uint32_t kHeldLocally = 1u << 17;
+// Set by forward_msg: the message may have come from, or gone to, another context. It disables
+// the kHeldLocally shortcut for the rest of this send. Every send starts with a fresh state.
+inline constexpr std::uint32_t kForwarded = 1u << 18;
 
 // The ops' window into Message's private header.
 struct MsgAccess {
@@ -125,13 +134,17 @@ inline void complete(Message& m) noexcept {
 
 // Parks w on m unless m is already done. true: parked, w will be woken exactly once.
 // false: m completed first; the caller continues and must not wait.
-// While a single-context port holds m, no other thread can reply to it, so a plain store parks.
+// While a single-context port on the sender's own context holds m (kHeldLocally), no other thread
+// can reply to it, so a plain store parks; anything that later moves m to another thread
+// (forward_msg from this context) publishes the parked state with it.
 inline bool park(Message& m, Waiter& w) noexcept {
-  MsgAccess::waiter(m) = &w;
   std::atomic<std::uint32_t>& state = MsgAccess::state(m);
   std::uint32_t s = state.load(std::memory_order_acquire);
+  MSGPORT_CHECK_RULE(s & kMsgInFlight, "wait_msg: waiting on a message nobody sent");
+  MSGPORT_CHECK_RULE(!(s & kParked), "one waiter per message: it is already being waited on");
   if (s & kMsgDone) return false;
-  if (MsgAccess::holder(m).load(std::memory_order_relaxed)->single_context()) {
+  MsgAccess::waiter(m) = &w;
+  if ((s & (kHeldLocally | kForwarded)) == kHeldLocally) {
     state.store(s | kParked, std::memory_order_relaxed);
     return true;
   }
@@ -253,6 +266,8 @@ inline void reply_msg(Message& m, int result) noexcept {
 template <PortType P>
 void forward_msg(P& port, Message& m) {
   MSGPORT_CHECK_RULE(m.in_flight(), "forward_msg: only a message in flight can be forwarded");
+  // Acquire-release: a parked state stored plainly (kHeldLocally) travels with the message.
+  detail::MsgAccess::state(m).fetch_or(detail::kForwarded, std::memory_order_acq_rel);
   detail::MsgAccess::holder(m).store(&port, std::memory_order_release);
   int r = port.begin_msg(m);
   if (r != kAsync) reply_msg(m, r);

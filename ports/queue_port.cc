@@ -16,7 +16,7 @@ BasicQueuePort<Lock>::~BasicQueuePort() {
   Waiter* owner = nullptr;
   {
     std::lock_guard lock(lock_);
-    closed_ = true;
+    closed_.store(true, std::memory_order_relaxed);
     while (Message* m = queue_.pop()) {
       if (!m->done()) doomed.push(*m);  // a request never begun; a queued reply is let go
     }
@@ -54,11 +54,21 @@ Waiter* BasicQueuePort<Lock>::deliver_locked(Message& m) noexcept {
 template <class Lock>
 int BasicQueuePort<Lock>::begin_msg(Message& m) {
   check_context();
-  if ((MsgAccess::options(m) & kMsgAbortable) && m.abort_requested()) return -ECANCELED;
+  std::atomic<std::uint32_t>& state = MsgAccess::state(m);
+  std::uint32_t s = state.load(std::memory_order_acquire);
+  if ((MsgAccess::options(m) & kMsgAbortable) && (s & kMsgAbortRequested)) return -ECANCELED;
   Waiter* owner;
   {
     std::lock_guard lock(lock_);
-    if (closed_) return -ECANCELED;
+    if (closed_.load(std::memory_order_relaxed)) return -ECANCELED;
+    if constexpr (std::is_same_v<Lock, NullLock>) {
+      // Sent straight here by a sender on this port's context (a LocalPort has no other), not
+      // forwarded from elsewhere: nothing off this context can reach it now. Only the sender's
+      // thread touches the state word at this point, so a plain store will do.
+      if (!(s & detail::kForwarded)) {
+        state.store(s | detail::kHeldLocally, std::memory_order_relaxed);
+      }
+    }
     owner = deliver_locked(m);
   }
   if (owner != nullptr) owner->wake(Wake::kScheduled);
@@ -95,7 +105,8 @@ template <class Lock>
 bool BasicQueuePort<Lock>::remove_queued(Message& m, bool reply) noexcept {
   check_context();
   std::lock_guard lock(lock_);
-  if (m.done() != reply) return false;
+  // Only a message in *this* queue: its holder may have moved it elsewhere meanwhile.
+  if (!queue_.contains(m) || m.done() != reply) return false;
   return queue_.remove(m);
 }
 
@@ -111,7 +122,7 @@ void BasicQueuePort<Lock>::close() noexcept {
   Waiter* owner = nullptr;
   {
     std::lock_guard lock(lock_);
-    closed_ = true;
+    closed_.store(true, std::memory_order_relaxed);
     if (owner_ != nullptr && queue_.empty()) {
       *owner_slot_ = nullptr;
       owner = owner_;
@@ -123,8 +134,7 @@ void BasicQueuePort<Lock>::close() noexcept {
 
 template <class Lock>
 bool BasicQueuePort<Lock>::closed() const noexcept {
-  std::lock_guard lock(lock_);
-  return closed_;
+  return closed_.load(std::memory_order_relaxed);
 }
 
 template <class Lock>
@@ -142,7 +152,7 @@ bool BasicQueuePort<Lock>::park_owner(Waiter& w, Message** slot) noexcept {
     *slot = m;
     return false;
   }
-  if (closed_) {
+  if (closed_.load(std::memory_order_relaxed)) {
     *slot = nullptr;
     return false;
   }

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <coroutine>
+#include <atomic>
 #include <cstddef>
 #include <type_traits>
 
@@ -79,7 +80,7 @@ class BasicQueuePort : public Port {
   MsgQueue queue_;
   Waiter* owner_ = nullptr;
   Message** owner_slot_ = nullptr;
-  bool closed_ = false;
+  std::atomic<bool> closed_{false};  // written under lock_; read without it by closed()
 #ifndef NDEBUG
   mutable Context* context_ = nullptr;  // LocalPort: the one context it is used from
 #endif

@@ -8,6 +8,8 @@
 // briefly: holders only run F, which must not block) and runs F for each queued message.
 //
 // F returns a result, or kAsync if it took the message (forwarded it, or will reply later).
+// After close() every new message is refused with -ECANCELED, inline or not. Replies addressed
+// to a serialized port are not queued (serve() takes requests only): they only complete.
 //
 // Order: a message is run inline only when no earlier message is queued or being served
 // (pending() == 0 while the serializer is held), so messages from one sender begin in the order
@@ -15,6 +17,7 @@
 #pragma once
 
 #include <atomic>
+#include <cerrno>
 #include <cstddef>
 #include <mutex>
 #include <utility>
@@ -33,6 +36,7 @@ class SerializedPort final : public QueuePort {
   explicit SerializedPort(F work) : work_(std::move(work)) {}
 
   int begin_msg(Message& m) override {
+    if (closed()) return -ECANCELED;
     if (pending_.load(std::memory_order_acquire) == 0 && serializer_.try_lock()) {
       if (pending_.load(std::memory_order_acquire) == 0) {
         int r = work_(m);
@@ -46,6 +50,10 @@ class SerializedPort final : public QueuePort {
     if (r != kAsync) pending_.fetch_sub(1, std::memory_order_acq_rel);  // refused
     return r;
   }
+
+  // Not a reply queue: serve() takes requests only. A reply coming back here only completes the
+  // message (and wakes a wait_msg on it), as a null reply port would.
+  void put_reply(Message& m) noexcept override { detail::complete(m); }
 
   bool remove_queued(Message& m, bool reply) noexcept override {
     bool removed = QueuePort::remove_queued(m, reply);

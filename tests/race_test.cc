@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <random>
 #include <thread>
 #include <vector>
@@ -44,10 +45,10 @@ class TakeAll final : public Port {
 // The state machine alone: one thread parks, another replies, at the same moment. Exactly one
 // of them may continue the sender: parked means exactly one wake, not parked means none.
 TEST(ReplyVsPark, ExactlyOneSideContinuesTheSender) {
-  const int iterations = stress(2'000'000, 100'000);
+  const int iterations = stress(2'000'000, 1'000'000);
   TakeAll port;
   ValueMsg m;
-  std::atomic<int> round{0};     // the round the replier may reply in
+  std::atomic<int> round{-1};    // the round the replier may reply in
   std::atomic<int> replied{-1};  // the last round the replier finished
   std::thread replier([&] {
     for (int r = 0; r < iterations; ++r) {
@@ -59,7 +60,7 @@ TEST(ReplyVsPark, ExactlyOneSideContinuesTheSender) {
   });
   int parked = 0, beaten = 0;
   std::minstd_rand rng(7);
-  for (int r = 0; r < iterations; ++r) {
+  for (int r = 0; r < iterations; ++r) {  // the replier thread runs exactly `iterations` rounds
     send_msg(port, m);
     CountingWaiter waiter;
     round.store(r, std::memory_order_release);
@@ -91,7 +92,7 @@ class HandToThread final : public Port {
   std::atomic<Message*> mailbox{nullptr};
   int begin_msg(Message& m) override {
     mailbox.store(&m, std::memory_order_release);
-    spin(static_cast<int>(rng_() % 128));
+    spin(static_cast<int>(rng_() % stress(256, 8192)));
     return kAsync;
   }
 
@@ -122,22 +123,28 @@ TEST(ReplyVsPark, ACoroutineIsResumedExactlyOnceOnItsOwnContext) {
     }
   });
   LoopContext ctx;
-  int resumes = 0;
+  int resumes = 0, sent = 0;
   bool ok = true;
-  Task<void> t = sender_loop(port, iterations, resumes, ok);
-  {
-    Context::Bind bind(&ctx);
-    t.start();
+  // Rounds of `iterations` until both outcomes were seen (at most 10 rounds).
+  for (int round = 0; round < 10; ++round) {
+    Task<void> t = sender_loop(port, iterations, resumes, ok);
+    {
+      Context::Bind bind(&ctx);
+      t.start();
+    }
+    ctx.run_until([&] { return t.done(); });
+    t.result();
+    sent += iterations;
+    std::uint64_t parked = ctx.scheduled();
+    if (parked > 0 && parked < static_cast<std::uint64_t>(sent)) break;
   }
-  ctx.run_until([&] { return t.done(); });
   stop.store(true, std::memory_order_release);
   replier.join();
-  t.result();
   EXPECT_TRUE(ok) << "every do_msg returned its own reply";
-  EXPECT_EQ(resumes, iterations);
+  EXPECT_EQ(resumes, sent) << "each sender resumed exactly once per message";
   std::uint64_t parked = ctx.scheduled();
   EXPECT_GT(parked, 0u) << "some replies came after the park";
-  EXPECT_LT(parked, static_cast<std::uint64_t>(iterations)) << "some replies beat the park";
+  EXPECT_LT(parked, static_cast<std::uint64_t>(sent)) << "some replies beat the park";
 }
 
 // Plain threads blocking in do_msg_blocking while another thread replies.
@@ -167,17 +174,25 @@ TEST(AbortVsReply, EveryMessageIsRepliedExactlyOnce) {
   QueuePort port;
   std::atomic<int> replies{0};
   CallbackReplyPort counter([&replies](Message&) { replies.fetch_add(1, std::memory_order_relaxed); });
+  // The owner dawdles between messages, so a message sometimes waits in the queue (where abort
+  // can cancel it) and is sometimes handed straight to the parked owner (begun at once).
   std::thread owner([&] {
-    while (Message* m = wait_port_blocking(port)) reply_msg(*m, 1);
+    std::minstd_rand owner_rng(5);
+    while (Message* m = wait_port_blocking(port)) {
+      reply_msg(*m, 1);
+      spin(static_cast<int>(owner_rng() % stress(512, 4096)));
+    }
   });
   int cancelled = 0, finished = 0;
   std::minstd_rand rng(3);
   ValueMsg m;
   m.set_abortable(true);
   m.set_reply_port(&counter);
-  for (int i = 0; i < iterations; ++i) {
+  // At least `iterations`, and on until both outcomes were seen (bounded).
+  int i = 0;
+  for (; i < iterations || ((cancelled == 0 || finished == 0) && i < 10 * iterations); ++i) {
     send_msg(port, m);
-    spin(static_cast<int>(rng() % 256));
+    spin(static_cast<int>(rng() % stress(512, 4096)));
     abort_msg(m);
     while (!check_msg(m)) {
     }
@@ -191,9 +206,105 @@ TEST(AbortVsReply, EveryMessageIsRepliedExactlyOnce) {
   }
   port.close();
   owner.join();
-  EXPECT_EQ(cancelled + finished, iterations);
+  EXPECT_EQ(cancelled + finished, i);
   EXPECT_GT(cancelled, 0);
   EXPECT_GT(finished, 0);
+}
+
+// A reply racing an abort into a queueing reply port: one reply, collected once, either way.
+TEST(AbortVsReply, AQueuedReplyIsCollectedExactlyOnce) {
+  const int iterations = stress(200'000, 20'000);
+  QueuePort port;
+  ReplyPort replies;
+  std::thread owner([&] {
+    while (Message* m = wait_port_blocking(port)) reply_msg(*m, 1);
+  });
+  std::minstd_rand rng(13);
+  ValueMsg m;
+  m.set_abortable(true);
+  m.set_reply_port(&replies);
+  for (int i = 0; i < iterations; ++i) {
+    send_msg(port, m);
+    spin(static_cast<int>(rng() % 256));
+    abort_msg(m);
+    if (i % 2 == 0) {
+      int r = wait_msg_blocking(m);
+      ASSERT_TRUE(r == 1 || r == -ECANCELED) << r;
+    } else {
+      ASSERT_EQ(wait_port_blocking(replies), &m);
+    }
+    ASSERT_EQ(replies.size(), 0u);
+  }
+  port.close();
+  owner.join();
+}
+
+// The sender's agent hands the message to thread B, whose runtime puts it into B's LocalPort
+// (how another core's message reaches a same-core port) and B's owner replies. The sender, on
+// another thread, must not take the single-context shortcut when it parks: B's reply is never
+// lost.
+class HandToB final : public Port {
+ public:
+  std::atomic<Message*> mailbox{nullptr};
+  int begin_msg(Message& m) override {
+    mailbox.store(&m, std::memory_order_release);
+    spin(static_cast<int>(rng_() % stress(256, 4096)));
+    return kAsync;
+  }
+
+ private:
+  std::minstd_rand rng_{5};
+};
+
+TEST(ReplyVsPark, AReplyFromALocalPortOnAnotherContextIsNeverLost) {
+  const int iterations = stress(500'000, 30'000);
+  HandToB port;
+  std::atomic<bool> stop{false};
+  std::thread b([&] {
+    LoopContext ctx_b;
+    Context::Bind bind(&ctx_b);
+    LocalPort local;
+    while (!stop.load(std::memory_order_acquire)) {
+      Message* m = port.mailbox.exchange(nullptr, std::memory_order_acq_rel);
+      if (m == nullptr) continue;
+      forward_msg(local, *m);
+      Message* got = local.try_get();
+      reply_msg(*got, static_cast<ValueMsg*>(got)->value + 1);
+    }
+  });
+  ValueMsg m;
+  for (int i = 0; i < iterations; ++i) {
+    m.value = i;
+    ASSERT_EQ(do_msg_blocking(port, m), i + 1);  // a lost reply hangs here (ctest times out)
+  }
+  stop.store(true, std::memory_order_release);
+  b.join();
+}
+
+// A port destroyed (replying its queued message -ECANCELED) while its sender is on its way to
+// park: parking must not touch the port.
+TEST(ReplyVsPark, ParkingNeverTouchesAHolderThatIsGoingAway) {
+  const int iterations = stress(300'000, 20'000);
+  std::atomic<QueuePort*> current{nullptr};
+  std::atomic<bool> stop{false};
+  std::thread destroyer([&] {
+    while (!stop.load(std::memory_order_acquire)) {
+      QueuePort* q = current.load(std::memory_order_acquire);
+      if (q == nullptr || q->size() == 0) continue;
+      current.store(nullptr, std::memory_order_release);
+      delete q;
+    }
+  });
+  ValueMsg m;
+  for (int i = 0; i < iterations; ++i) {
+    auto* q = new QueuePort;
+    current.store(q, std::memory_order_release);
+    ASSERT_EQ(do_msg_blocking(*q, m), -ECANCELED);
+    while (current.load(std::memory_order_acquire) != nullptr) {
+    }
+  }
+  stop.store(true, std::memory_order_release);
+  destroyer.join();
 }
 
 // Senders on several plain threads, an owner coroutine on its own context: the serializer keeps

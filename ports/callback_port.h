@@ -20,7 +20,7 @@
 namespace msgport {
 
 template <class F>
-  requires std::is_invocable_r_v<int, F&, Message&>
+requires std::is_invocable_r_v<int, F&, Message&>
 class CallbackPort final : public Port {
  public:
   explicit CallbackPort(F agent) : agent_(std::move(agent)) {}
@@ -31,7 +31,7 @@ class CallbackPort final : public Port {
 };
 
 template <class F>
-  requires std::is_invocable_v<F&, Message&>
+requires std::is_invocable_v<F&, Message&>
 class CallbackReplyPort final : public Port {
  public:
   explicit CallbackReplyPort(F on_reply) : on_reply_(std::move(on_reply)) {}

@@ -17,8 +17,8 @@ namespace msgport::detail {
 #ifdef NDEBUG
 #define MSGPORT_CHECK_RULE(cond, rule) static_cast<void>(0)
 #else
-#define MSGPORT_CHECK_RULE(cond, rule)                                    \
-  do {                                                                    \
+#define MSGPORT_CHECK_RULE(cond, rule)                                     \
+  do {                                                                     \
     if (!(cond)) ::msgport::detail::broken_rule(rule, __FILE__, __LINE__); \
   } while (false)
 #endif

@@ -120,7 +120,7 @@ class Message : private MsgLink {
 
   std::atomic<Port*> holder_{nullptr};
   Port* reply_port_ = nullptr;
-  Waiter* waiter_ = nullptr;            // valid while kMsgParked is set
+  Waiter* waiter_ = nullptr;             // valid while kMsgParked is set
   std::atomic<std::uint32_t> state_{0};  // kMsgSyncHint | kMsgInFlight | kMsgDone | ... | kParked
   std::uint16_t options_ = 0;            // kMsgPriority | kMsgAbortable | kMsgDropable
   int result_ = 0;

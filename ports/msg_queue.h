@@ -14,7 +14,10 @@ namespace msgport {
 
 class MsgQueue {
  public:
-  MsgQueue() noexcept { init(prio_); init(normal_); }
+  MsgQueue() noexcept {
+    init(prio_);
+    init(normal_);
+  }
   MsgQueue(const MsgQueue&) = delete;
   MsgQueue& operator=(const MsgQueue&) = delete;
 

@@ -86,7 +86,8 @@ struct MsgAccess {
 template <PortType P>
 inline int begin(P& port, Message& m, std::uint32_t hint) {
   MSGPORT_CHECK_RULE(!m.in_flight(), "a message still in flight cannot be sent again");
-  MSGPORT_CHECK_RULE(!(m.flags() & kMsgQueued), "a message queued on a reply port must be collected before it is sent again");
+  MSGPORT_CHECK_RULE(!(m.flags() & kMsgQueued),
+                     "a message queued on a reply port must be collected before it is sent again");
   MsgAccess::holder(m).store(&port, std::memory_order_relaxed);
   MsgAccess::state(m).store(kMsgInFlight | hint, std::memory_order_relaxed);
   try {
@@ -252,7 +253,8 @@ bool drop_msg(Message& m) noexcept;
 
 inline void reply_msg(Message& m, int result) noexcept {
   MSGPORT_CHECK_RULE(result != kAsync, "reply_msg: kAsync is not a result");
-  MSGPORT_CHECK_RULE(m.in_flight(), "reply_msg: a message is replied exactly once, and only after it was sent");
+  MSGPORT_CHECK_RULE(m.in_flight(),
+                     "reply_msg: a message is replied exactly once, and only after it was sent");
   detail::MsgAccess::result(m) = result;
   Port* rp = detail::MsgAccess::reply_port(m);
   if (rp == nullptr ||

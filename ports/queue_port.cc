@@ -167,7 +167,8 @@ void BasicQueuePort<Lock>::check_context() const noexcept {
   if constexpr (std::is_same_v<Lock, NullLock>) {
     Context* now = Context::current();
     if (context_ == nullptr) context_ = now;
-    MSGPORT_CHECK_RULE(now == context_, "LocalPort: every user of a local port runs on one context");
+    MSGPORT_CHECK_RULE(now == context_,
+                       "LocalPort: every user of a local port runs on one context");
   }
 #endif
 }

@@ -27,8 +27,8 @@
 // owner is woken with nullptr.
 #pragma once
 
-#include <coroutine>
 #include <atomic>
+#include <coroutine>
 #include <cstddef>
 #include <type_traits>
 

@@ -30,7 +30,7 @@
 namespace msgport {
 
 template <class F>
-  requires std::is_invocable_r_v<int, F&, Message&>
+requires std::is_invocable_r_v<int, F&, Message&>
 class SerializedPort final : public QueuePort {
  public:
   explicit SerializedPort(F work) : work_(std::move(work)) {}

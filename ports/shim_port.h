@@ -19,10 +19,11 @@ struct AdmitAll {
 };
 
 template <class Admit = AdmitAll>
-  requires std::is_invocable_r_v<int, Admit&, Message&>
+requires std::is_invocable_r_v<int, Admit&, Message&>
 class ShimPort final : public Port {
  public:
-  explicit ShimPort(Port& target, Admit admit = Admit()) : target_(&target), admit_(std::move(admit)) {}
+  explicit ShimPort(Port& target, Admit admit = Admit())
+      : target_(&target), admit_(std::move(admit)) {}
 
   int begin_msg(Message& m) override {
     if (int err = admit_(m); err < 0) return err;

@@ -52,13 +52,13 @@ Task<int> sender(Doubler& sync_port, QueuePort& queue_port, ReplyPort& replies, 
   ValueMsg m;
   for (int i = 0; i < rounds; ++i) {
     m.value = i;
-    sum += co_await do_msg(sync_port, m);             // acts at once
-    sum += co_await do_msg(queue_port, m);            // queued, served, replied, resumed
+    sum += co_await do_msg(sync_port, m);   // acts at once
+    sum += co_await do_msg(queue_port, m);  // queued, served, replied, resumed
     m.set_reply_port(&replies);
-    send_msg(queue_port, m);                          // send_msg + wait_msg
+    send_msg(queue_port, m);  // send_msg + wait_msg
     sum += co_await wait_msg(m);
-    send_msg(sync_port, m);                           // send_msg on a synchronous agent
-    Message* back = co_await wait_port(replies);      // collected from the reply port
+    send_msg(sync_port, m);                       // send_msg on a synchronous agent
+    Message* back = co_await wait_port(replies);  // collected from the reply port
     sum += back->result();
     m.set_reply_port(nullptr);
   }

@@ -253,7 +253,8 @@ TEST(ShimPort, TheTargetHoldsWhatTheShimPassedOn) {
 
 TEST(ShimPort, TheBoundaryCanRefuseAMessage) {
   HoldingPort target;
-  ShimPort shim(target, [](Message& m) { return static_cast<ValueMsg&>(m).value < 0 ? -EINVAL : 0; });
+  ShimPort shim(target,
+                [](Message& m) { return static_cast<ValueMsg&>(m).value < 0 ? -EINVAL : 0; });
   ValueMsg bad;
   bad.value = -1;
   EXPECT_EQ(do_msg_blocking(shim, bad), -EINVAL);

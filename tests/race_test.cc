@@ -173,7 +173,8 @@ TEST(AbortVsReply, EveryMessageIsRepliedExactlyOnce) {
   const int iterations = stress(300'000, 20'000);
   QueuePort port;
   std::atomic<int> replies{0};
-  CallbackReplyPort counter([&replies](Message&) { replies.fetch_add(1, std::memory_order_relaxed); });
+  CallbackReplyPort counter(
+      [&replies](Message&) { replies.fetch_add(1, std::memory_order_relaxed); });
   // The owner dawdles between messages, so a message sometimes waits in the queue (where abort
   // can cancel it) and is sometimes handed straight to the parked owner (begun at once).
   std::thread owner([&] {

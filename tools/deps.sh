@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  cmake ninja-build g++ clang pkg-config git
+  cmake ninja-build g++ clang clang-format pkg-config git
   liburing-dev libabsl-dev libgtest-dev libbenchmark-dev
 )
 

@@ -26,10 +26,17 @@
 
 namespace msgport {
 
+class CoWaiter;
+
 class Context {
  public:
   // Run h on this context later. Thread-safe; must not run h inline.
   virtual void schedule(std::coroutine_handle<> h) noexcept = 0;
+
+  // Run the coroutine parked in w on this context later (thread-safe, never inline). A context
+  // may use the waiter record itself to queue it, so that waking never allocates; the default
+  // schedules w's handle. w is the coroutine's: it must not be touched once the coroutine runs.
+  virtual void post(CoWaiter& w) noexcept;
 
   // The calling thread's context, or nullptr.
   static Context* current() noexcept { return current_; }
@@ -87,20 +94,28 @@ class CoWaiter final : public Waiter {
     home_ = Context::current();
   }
 
+  std::coroutine_handle<> handle() const noexcept {
+    return std::coroutine_handle<>::from_address(handle_);
+  }
+
+  // For a context that queues posted waiters intrusively (Context::post).
+  CoWaiter* next_posted = nullptr;
+
  private:
   static void wake_fn(Waiter* w, Wake how) noexcept {
     auto* self = static_cast<CoWaiter*>(w);
     // Read both before resuming: the coroutine owns this record and may reuse it.
-    auto h = std::coroutine_handle<>::from_address(self->handle_);
     Context* home = self->home();
     if (home == nullptr || (how == Wake::kDirect && home == Context::current())) {
-      h.resume();
+      self->handle().resume();
     } else {
-      home->schedule(h);
+      home->post(*self);
     }
   }
 
   void* handle_;  // valid once armed
 };
+
+inline void Context::post(CoWaiter& w) noexcept { schedule(w.handle()); }
 
 }  // namespace msgport

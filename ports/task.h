@@ -80,6 +80,7 @@ class [[nodiscard]] Task {
  public:
   using promise_type = detail::TaskPromise<T>;
   using Handle = std::coroutine_handle<promise_type>;
+  using value_type = T;
 
   Task() noexcept = default;
   explicit Task(Handle h) noexcept : h_(h) {}
@@ -96,6 +97,8 @@ class [[nodiscard]] Task {
   }
 
   bool valid() const noexcept { return static_cast<bool>(h_); }
+  // The coroutine frame (owned by this Task).
+  std::coroutine_handle<> frame() const noexcept { return h_; }
   bool done() const noexcept { return h_ && h_.done(); }
 
   // Runs the task until its first suspension, with nobody to continue when it finishes.

@@ -1,0 +1,437 @@
+// runtime/core.cc — one core's loop.
+//
+// A loop turn: handle what other cores and threads sent (in order per sender), run the
+// coroutines made ready on this core, fire due timers, reap io_uring completions, then publish
+// what this core sent to others (one publish per receiving core per batch) and wake the ones
+// that sleep. With nothing to do, the core sleeps in io_uring_enter until a timer is due or
+// another core wakes it.
+#include "runtime/core.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "ports/ops.h"
+#include "runtime/runtime.h"
+#include "runtime/thread_port.h"
+
+namespace msgport {
+
+namespace {
+
+// user_data tags the core keeps for itself; anything else is a Core::CqeHandler*.
+constexpr std::uint64_t kWakeTag = 1;
+constexpr std::uint64_t kEventfdTag = 2;
+
+// Single-writer counter bump: a plain load and store, no read-modify-write.
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+std::string CoreCounters::to_string() const {
+  return absl::StrCat("resumed=", resumed, " sent_cross_core=", sent_cross_core,
+                      " received=", received, " overflowed=", overflowed,
+                      " wakeups_sent=", wakeups_sent, " wakeups=", wakeups,
+                      " loop_turns=", loop_turns, " sleeps=", sleeps,
+                      " timers_fired=", timers_fired);
+}
+
+Core::Core(Runtime& rt, int id, int cpu, std::size_t ring_capacity, WakeMode wake)
+    : rt_(rt), id_(id), cpu_(cpu), wake_mode_(wake) {
+  int n = static_cast<int>(rt.options_.cores);
+  inbox_.resize(static_cast<std::size_t>(n));
+  overflow_.resize(static_cast<std::size_t>(n));
+  is_dirty_.assign(static_cast<std::size_t>(n), 0);
+  for (int j = 0; j < n; ++j) {
+    if (j != id) inbox_[static_cast<std::size_t>(j)] =
+        std::make_unique<detail::SpscRing<CoreEntry>>(ring_capacity);
+  }
+  event_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (event_fd_ < 0) throw std::runtime_error(absl::StrCat("msgport: eventfd: ", strerror(errno)));
+}
+
+Core::~Core() {
+  if (thread_.joinable()) thread_.join();
+  if (event_fd_ >= 0) close(event_fd_);
+}
+
+// ---- the thread ------------------------------------------------------------------------------
+
+void Core::start() {
+  std::atomic<int> ready{0};
+  std::string error;
+  thread_ = std::thread([this, &ready, &error] {
+    if (rt_.options_.pin && cpu_ >= 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(cpu_, &set);
+      pthread_setaffinity_np(pthread_self(), sizeof set, &set);  // best effort
+    }
+    // The ring is created on the core's own thread: with SINGLE_ISSUER it is this thread's.
+    struct Try {
+      unsigned flags;
+      const char* name;
+    };
+    const Try tries[] = {
+        {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, "SINGLE_ISSUER+DEFER_TASKRUN"},
+        {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN, "SINGLE_ISSUER+COOP_TASKRUN"},
+        {IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN"},
+        {0, "plain"},
+    };
+    int rc = -1;
+    for (const Try& t : tries) {
+      io_uring_params p{};
+      p.flags = t.flags;
+      rc = io_uring_queue_init_params(256, &ring_, &p);
+      if (rc == 0) {
+        ring_features_ = t.name;
+        break;
+      }
+    }
+    if (rc != 0) {
+      error = absl::StrCat("msgport: io_uring_queue_init on core ", id_, ": ", strerror(-rc));
+      ready.store(-1, std::memory_order_release);
+      ready.notify_one();
+      return;
+    }
+    ring_fd_ = ring_.ring_fd;
+    current_ = this;
+    ready.store(1, std::memory_order_release);
+    ready.notify_one();
+    run();
+    current_ = nullptr;
+    io_uring_queue_exit(&ring_);
+  });
+  ready.wait(0, std::memory_order_acquire);
+  if (ready.load(std::memory_order_acquire) < 0) {
+    thread_.join();
+    throw std::runtime_error(error);
+  }
+}
+
+void Core::run() {
+  Context::Bind bind(this);
+  while (!stop_.load(std::memory_order_acquire)) {
+    if (!turn()) idle();
+  }
+}
+
+bool Core::turn() {
+  bump(counters_.loop_turns);
+  std::size_t work = 0;
+  for (auto& ring : inbox_) {
+    if (ring) work += ring->drain([this](const CoreEntry& e) { process(e); });
+  }
+  if (foreign_pending_.load(std::memory_order_acquire) != 0) {
+    std::vector<CoreEntry> batch;
+    {
+      std::lock_guard lock(foreign_mu_);
+      batch.swap(foreign_);
+      foreign_pending_.store(0, std::memory_order_relaxed);
+    }
+    for (const CoreEntry& e : batch) process(e);
+    work += batch.size();
+  }
+  bump(counters_.received, work);
+  // Run what is ready now; what these make ready runs next turn, after the inboxes again.
+  for (std::size_t n = ready_.size(); n > 0; --n) {
+    std::coroutine_handle<> h = ready_.front();
+    ready_.pop_front();
+    bump(counters_.resumed);
+    h.resume();
+    flush_out();
+    ++work;
+  }
+  work += fire_timers();
+  work += reap_cqes();
+  flush_out();
+  return work > 0;
+}
+
+void Core::process(const CoreEntry& e) {
+  switch (e.kind) {
+    case CoreEntry::kResume:
+      bump(counters_.resumed);
+      std::coroutine_handle<>::from_address(e.ptr).resume();
+      break;
+    case CoreEntry::kResumeWaiter:
+      bump(counters_.resumed);
+      static_cast<CoWaiter*>(e.ptr)->handle().resume();
+      break;
+    case CoreEntry::kSend: {
+      auto& m = *static_cast<Message*>(e.ptr);
+      int r = static_cast<ThreadPort*>(e.port)->BasicQueuePort<NullLock>::begin_msg(m);
+      if (r != kAsync) reply_msg(m, r);
+      break;
+    }
+    case CoreEntry::kReply:
+      static_cast<ThreadPort*>(e.port)->BasicQueuePort<NullLock>::put_reply(
+          *static_cast<Message*>(e.ptr));
+      break;
+    case CoreEntry::kCall: {
+      auto* call = static_cast<CoreCall*>(e.ptr);
+      call->fn(call);
+      break;
+    }
+    case CoreEntry::kAbort:
+      static_cast<ThreadPort*>(e.port)->BasicQueuePort<NullLock>::abort(
+          *static_cast<Message*>(e.ptr));
+      break;
+  }
+  flush_out();
+}
+
+// ---- delivery --------------------------------------------------------------------------------
+
+void Core::schedule(std::coroutine_handle<> h) noexcept {
+  deliver(CoreEntry{h.address(), nullptr, CoreEntry::kResume});
+}
+
+void Core::post(CoWaiter& w) noexcept { deliver(CoreEntry{&w, nullptr, CoreEntry::kResumeWaiter}); }
+
+void Core::deliver(const CoreEntry& e) noexcept {
+  Core* from = current_;
+  if (from == this) {
+    if (e.kind == CoreEntry::kResume) {
+      ready_.push_back(std::coroutine_handle<>::from_address(e.ptr));
+    } else if (e.kind == CoreEntry::kResumeWaiter) {
+      ready_.push_back(static_cast<CoWaiter*>(e.ptr)->handle());
+    } else {
+      process(e);
+    }
+    return;
+  }
+  if (from != nullptr && &from->rt_ == &rt_) {
+    from->push_out(id_, e);
+    return;
+  }
+  {
+    std::lock_guard lock(foreign_mu_);
+    foreign_.push_back(e);
+  }
+  // seq_cst: the store-load pair with idle() (sleeping_ then the pending count).
+  foreign_pending_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_seq_cst) &&
+      sleeping_.exchange(false, std::memory_order_seq_cst)) {
+    wake_from(nullptr);
+  }
+}
+
+void Core::push_out(int target, const CoreEntry& e) noexcept {
+  auto t = static_cast<std::size_t>(target);
+  bump(counters_.sent_cross_core);
+  std::deque<CoreEntry>& spill = overflow_[t];
+  auto& ring = *rt_.cores_[t]->inbox_[static_cast<std::size_t>(id_)];
+  if (!spill.empty() || !ring.try_push(e)) {
+    spill.push_back(e);  // in order behind what already waits; never dropped
+    bump(counters_.overflowed);
+  }
+  if (!is_dirty_[t]) {
+    is_dirty_[t] = 1;
+    dirty_.push_back(target);
+  }
+}
+
+void Core::flush_out() noexcept {
+  if (dirty_.empty()) return;
+  std::size_t keep = 0;
+  for (int target : dirty_) {
+    auto t = static_cast<std::size_t>(target);
+    Core& to = *rt_.cores_[t];
+    auto& ring = *to.inbox_[static_cast<std::size_t>(id_)];
+    std::deque<CoreEntry>& spill = overflow_[t];
+    while (!spill.empty() && ring.try_push(spill.front())) spill.pop_front();
+    // seq_cst publish, then the receiver's sleeping flag: the sender's half of the handshake.
+    if (ring.publish() && to.sleeping_.load(std::memory_order_seq_cst) &&
+        to.sleeping_.exchange(false, std::memory_order_seq_cst)) {
+      to.wake_from(this);
+    }
+    if (spill.empty()) {
+      is_dirty_[t] = 0;
+    } else {
+      dirty_[keep++] = target;  // still waiting for ring space: try again next turn
+    }
+  }
+  dirty_.resize(keep);
+}
+
+void Core::wake_from(Core* waker) noexcept {
+  if (waker != nullptr) bump(waker->counters_.wakeups_sent);
+  if (waker != nullptr && wake_mode_ == WakeMode::kMsgRing) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&waker->ring_);
+    if (sqe != nullptr) {
+      io_uring_prep_msg_ring(sqe, ring_fd_, 0, kWakeTag, 0);
+      sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+      io_uring_sqe_set_data64(sqe, 0);
+      if (io_uring_submit(&waker->ring_) >= 1) return;
+    }
+  }
+  std::uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = write(event_fd_, &one, sizeof one);
+}
+
+// ---- sleeping --------------------------------------------------------------------------------
+
+bool Core::has_visible_work() const noexcept {
+  if (!ready_.empty() || stop_.load(std::memory_order_acquire)) return true;
+  for (const auto& ring : inbox_) {
+    if (ring && !ring->empty()) return true;
+  }
+  if (foreign_pending_.load(std::memory_order_seq_cst) != 0) return true;
+  return io_uring_cq_ready(&ring_) != 0;
+}
+
+void Core::arm_eventfd_read() noexcept {
+  if (eventfd_armed_) return;
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) return;
+  io_uring_prep_read(sqe, event_fd_, &event_buf_, sizeof event_buf_, 0);
+  io_uring_sqe_set_data64(sqe, kEventfdTag);
+  eventfd_armed_ = true;
+}
+
+void Core::idle() {
+  arm_eventfd_read();
+  sleeping_.store(true, std::memory_order_seq_cst);
+  if (has_visible_work()) {
+    sleeping_.store(false, std::memory_order_relaxed);
+    return;
+  }
+  bool spill = !dirty_.empty();
+  __kernel_timespec ts{};
+  __kernel_timespec* timeout = nullptr;
+  if (!timers_.empty() || spill) {
+    absl::Duration d = spill ? absl::Microseconds(20) : absl::InfiniteDuration();
+    if (!timers_.empty()) d = std::min(d, timers_.front()->when - absl::Now());
+    if (d < absl::ZeroDuration()) d = absl::ZeroDuration();
+    ts.tv_sec = absl::ToInt64Seconds(d);
+    ts.tv_nsec = absl::ToInt64Nanoseconds(d - absl::Seconds(ts.tv_sec));
+    timeout = &ts;
+  }
+  bump(counters_.sleeps);
+  io_uring_cqe* cqe = nullptr;
+  io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, timeout, nullptr);
+  sleeping_.store(false, std::memory_order_relaxed);
+}
+
+std::size_t Core::reap_cqes() noexcept {
+  if (io_uring_cq_ready(&ring_) == 0) {
+    // DEFER_TASKRUN rings post completions only when asked to.
+    if (!(ring_.flags & IORING_SETUP_DEFER_TASKRUN)) return 0;
+    io_uring_get_events(&ring_);
+    if (io_uring_cq_ready(&ring_) == 0) return 0;
+  }
+  std::size_t n = 0;
+  unsigned head;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    ++n;
+    std::uint64_t tag = io_uring_cqe_get_data64(cqe);
+    if (tag == kWakeTag) {
+      bump(counters_.wakeups);
+    } else if (tag == kEventfdTag) {
+      eventfd_armed_ = false;
+      bump(counters_.wakeups);
+    } else if (tag != 0) {
+      reinterpret_cast<CqeHandler*>(tag)->on_cqe(*cqe);
+    }
+  }
+  io_uring_cq_advance(&ring_, static_cast<unsigned>(n));
+  return n;
+}
+
+// ---- timers ----------------------------------------------------------------------------------
+
+void Core::arm(CoreTimer& t) noexcept {
+  t.seq = ++timer_seq_;
+  t.heap_index = timers_.size();
+  timers_.push_back(&t);
+  heap_up(t.heap_index);
+}
+
+void Core::disarm(CoreTimer& t) noexcept {
+  std::size_t i = t.heap_index;
+  if (i == static_cast<std::size_t>(-1)) return;
+  std::size_t last = timers_.size() - 1;
+  if (i != last) {
+    timers_[i] = timers_[last];
+    timers_[i]->heap_index = i;
+  }
+  timers_.pop_back();
+  t.heap_index = static_cast<std::size_t>(-1);
+  if (i < timers_.size()) {
+    heap_down(i);
+    heap_up(i);
+  }
+}
+
+namespace {
+bool earlier(const CoreTimer* a, const CoreTimer* b) {
+  return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+}
+}  // namespace
+
+void Core::heap_up(std::size_t i) noexcept {
+  while (i > 0) {
+    std::size_t parent = (i - 1) / 2;
+    if (!earlier(timers_[i], timers_[parent])) break;
+    std::swap(timers_[i], timers_[parent]);
+    timers_[i]->heap_index = i;
+    timers_[parent]->heap_index = parent;
+    i = parent;
+  }
+}
+
+void Core::heap_down(std::size_t i) noexcept {
+  for (;;) {
+    std::size_t l = 2 * i + 1, r = l + 1, best = i;
+    if (l < timers_.size() && earlier(timers_[l], timers_[best])) best = l;
+    if (r < timers_.size() && earlier(timers_[r], timers_[best])) best = r;
+    if (best == i) return;
+    std::swap(timers_[i], timers_[best]);
+    timers_[i]->heap_index = i;
+    timers_[best]->heap_index = best;
+    i = best;
+  }
+}
+
+std::size_t Core::fire_timers() {
+  if (timers_.empty()) return 0;
+  absl::Time now = absl::Now();
+  std::size_t n = 0;
+  while (!timers_.empty() && timers_.front()->when <= now) {
+    CoreTimer* t = timers_.front();
+    disarm(*t);
+    bump(counters_.timers_fired);
+    t->fire(t);
+    flush_out();
+    ++n;
+  }
+  return n;
+}
+
+CoreCounters Core::counters() const {
+  CoreCounters c;
+  c.resumed = counters_.resumed.load(std::memory_order_relaxed);
+  c.sent_cross_core = counters_.sent_cross_core.load(std::memory_order_relaxed);
+  c.received = counters_.received.load(std::memory_order_relaxed);
+  c.overflowed = counters_.overflowed.load(std::memory_order_relaxed);
+  c.wakeups_sent = counters_.wakeups_sent.load(std::memory_order_relaxed);
+  c.wakeups = counters_.wakeups.load(std::memory_order_relaxed);
+  c.loop_turns = counters_.loop_turns.load(std::memory_order_relaxed);
+  c.sleeps = counters_.sleeps.load(std::memory_order_relaxed);
+  c.timers_fired = counters_.timers_fired.load(std::memory_order_relaxed);
+  return c;
+}
+
+}  // namespace msgport

@@ -1,0 +1,195 @@
+// runtime/core.h — a core: one OS thread pinned to one CPU, and its scheduler.
+//
+// A Core is the Context (ports/context.h) of every coroutine that runs on it. It has
+//   * a run queue of ready coroutines (schedule() from this core),
+//   * an inbox from every other core: one bounded lock-free ring per (sender, receiver) pair,
+//     written by the sender core and published once per batch (runtime/spsc_ring.h),
+//   * an inbox for threads that are not cores (main, tests), guarded by a mutex,
+//   * timers, and one io_uring, which is also how the core sleeps when it has nothing to do and
+//     how another core wakes it (IORING_OP_MSG_RING from the waker's ring, or an eventfd the
+//     ring is reading; see WakeMode).
+//
+// Cross-core traffic is a CoreEntry: resume a coroutine, or send / reply / abort a message at a
+// port this core owns. Entries from one core to another are handled in the order sent. When the
+// ring to a core is full, entries wait in the sending core's overflow queue (in order, never
+// dropped) and move to the ring as the receiver drains it; the counters report it.
+//
+// Idle cores sleep; a core that publishes to a sleeping core wakes it. The handshake is the
+// classic store-load pair: the sleeper stores `sleeping` then checks its inboxes, the sender
+// publishes then checks `sleeping`, all seq_cst, so one of them always sees the other.
+//
+// Thread-safety: schedule(), post() and deliver() may be called from any thread; everything else
+// runs on the core's own thread.
+#pragma once
+
+#include <liburing.h>
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "ports/context.h"
+#include "ports/message.h"
+#include "ports/port.h"
+#include "runtime/spsc_ring.h"
+
+namespace msgport {
+
+class Runtime;
+
+// A function to run on a core (CoreEntry::kCall); the caller keeps it alive until it has run.
+struct CoreCall {
+  void (*fn)(CoreCall*) noexcept = nullptr;
+};
+
+// What one core hands another.
+struct CoreEntry {
+  enum Kind : std::uint8_t {
+    kResume,        // ptr: a coroutine address
+    kResumeWaiter,  // ptr: a CoWaiter posted to this core
+    kSend,          // ptr: a Message for port (owned by this core): begin it there
+    kReply,         // ptr: a Message whose reply port (owned by this core) is port
+    kAbort,         // ptr: a Message held by port (owned by this core): abort it there
+    kCall,          // ptr: a CoreCall to run on this core
+  };
+  void* ptr = nullptr;
+  Port* port = nullptr;
+  Kind kind = kResume;
+};
+
+// Counters of one core. Snapshot with Core::counters(); printable with to_string().
+struct CoreCounters {
+  std::uint64_t resumed = 0;           // coroutines resumed by the scheduler (run queue, inbox)
+  std::uint64_t sent_cross_core = 0;   // entries this core sent to other cores
+  std::uint64_t received = 0;          // entries this core received from other cores / threads
+  std::uint64_t overflowed = 0;        // entries that waited in an overflow queue (ring full)
+  std::uint64_t wakeups_sent = 0;      // sleeping cores this core woke
+  std::uint64_t wakeups = 0;           // times this core was woken from sleep
+  std::uint64_t loop_turns = 0;
+  std::uint64_t sleeps = 0;
+  std::uint64_t timers_fired = 0;
+
+  std::string to_string() const;
+};
+
+// How a core wakes a sleeping core.
+enum class WakeMode {
+  kMsgRing,  // IORING_OP_MSG_RING from the waker's own ring (threads that are not cores: eventfd)
+  kEventfd,  // write the sleeper's eventfd, which its ring is reading
+};
+
+// A timer on a core's loop: fires fire(this) at or after `when`, on the core.
+struct CoreTimer {
+  absl::Time when;
+  void (*fire)(CoreTimer*) noexcept = nullptr;
+  std::size_t heap_index = static_cast<std::size_t>(-1);  // in the core's heap; -1: not armed
+  std::uint64_t seq = 0;                                   // ties: first armed, first fired
+};
+
+class Core final : public Context {
+ public:
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+  ~Core();
+
+  int id() const noexcept { return id_; }
+  int cpu() const noexcept { return cpu_; }
+  Runtime& runtime() const noexcept { return rt_; }
+
+  // The calling thread's core, or nullptr on a thread that is not a core.
+  static Core* current() noexcept { return current_; }
+
+  void schedule(std::coroutine_handle<> h) noexcept override;
+  void post(CoWaiter& w) noexcept override;
+
+  // Hands e to this core from any thread; it is handled on this core, in order per sender.
+  void deliver(const CoreEntry& e) noexcept;
+
+  // Timers (on this core's thread only).
+  void arm(CoreTimer& t) noexcept;
+  void disarm(CoreTimer& t) noexcept;
+
+  CoreCounters counters() const;
+
+  // The ring, for device ports (io/): submissions from this core's thread only. A CQE whose
+  // user_data is a CqeHandler* is passed to it.
+  io_uring* ring() noexcept { return &ring_; }
+  struct CqeHandler {
+    virtual void on_cqe(const io_uring_cqe& cqe) noexcept = 0;
+
+   protected:
+    ~CqeHandler() = default;
+  };
+  // Which ring features the kernel granted (SINGLE_ISSUER, DEFER_TASKRUN, MSG_RING).
+  const std::string& ring_features() const noexcept { return ring_features_; }
+
+ private:
+  friend class Runtime;
+  Core(Runtime& rt, int id, int cpu, std::size_t ring_capacity, WakeMode wake);
+
+  void start();
+  void run();
+  bool turn();
+  void process(const CoreEntry& e);
+  void push_out(int target, const CoreEntry& e) noexcept;
+  void flush_out() noexcept;
+  void idle();
+  void wake_from(Core* waker) noexcept;
+  void arm_eventfd_read() noexcept;
+  std::size_t reap_cqes() noexcept;
+  std::size_t fire_timers();
+  void heap_up(std::size_t i) noexcept;
+  void heap_down(std::size_t i) noexcept;
+  bool has_visible_work() const noexcept;
+
+  static inline thread_local Core* current_ = nullptr;
+
+  Runtime& rt_;
+  const int id_;
+  const int cpu_;
+  const WakeMode wake_mode_;
+  std::thread thread_;
+
+  // Ready coroutines scheduled on this core by itself.
+  std::deque<std::coroutine_handle<>> ready_;
+
+  // Inboxes: one ring per sender core (owned here, written by the sender).
+  std::vector<std::unique_ptr<detail::SpscRing<CoreEntry>>> inbox_;
+  // Outgoing: per receiver core, entries waiting for ring space, and whether to publish.
+  std::vector<std::deque<CoreEntry>> overflow_;
+  std::vector<int> dirty_;
+  std::vector<char> is_dirty_;
+
+  // From threads that are not cores.
+  std::mutex foreign_mu_;
+  std::vector<CoreEntry> foreign_;
+  std::atomic<std::uint64_t> foreign_pending_{0};
+
+  std::atomic<bool> sleeping_{false};
+  std::atomic<bool> stop_{false};
+
+  io_uring ring_{};
+  int ring_fd_ = -1;
+  int event_fd_ = -1;
+  std::uint64_t event_buf_ = 0;
+  bool eventfd_armed_ = false;
+  std::string ring_features_;
+
+  std::vector<CoreTimer*> timers_;
+  std::uint64_t timer_seq_ = 0;
+
+  // Counters: written by this core only; read by anyone (relaxed).
+  struct AtomicCounters {
+    std::atomic<std::uint64_t> resumed{0}, sent_cross_core{0}, received{0}, overflowed{0},
+        wakeups_sent{0}, wakeups{0}, loop_turns{0}, sleeps{0}, timers_fired{0};
+  } counters_;
+};
+
+}  // namespace msgport

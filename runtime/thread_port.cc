@@ -1,0 +1,59 @@
+#include "runtime/thread_port.h"
+
+#include <cerrno>
+
+#include "ports/ops.h"
+#include "runtime/core.h"
+
+namespace msgport {
+
+using detail::MsgAccess;
+
+ThreadPort::ThreadPort(Core& owner) : owner_(owner) {}
+
+ThreadPort::~ThreadPort() = default;
+
+bool ThreadPort::on_owner() const noexcept { return Core::current() == &owner_; }
+
+int ThreadPort::begin_msg(Message& m) {
+  if (on_owner()) return BasicQueuePort<NullLock>::begin_msg(m);
+  if (closed()) return -ECANCELED;
+  // Crossing to another core: the single-context shortcut must not apply to this send. Only the
+  // sender's thread holds the message here, so a plain store is enough.
+  auto& state = MsgAccess::state(m);
+  state.store(state.load(std::memory_order_relaxed) | detail::kForwarded,
+              std::memory_order_relaxed);
+  owner_.deliver(CoreEntry{&m, this, CoreEntry::kSend});
+  return kAsync;
+}
+
+void ThreadPort::put_reply(Message& m) noexcept {
+  if (on_owner()) {
+    BasicQueuePort<NullLock>::put_reply(m);
+  } else {
+    owner_.deliver(CoreEntry{&m, this, CoreEntry::kReply});
+  }
+}
+
+void ThreadPort::abort(Message& m) noexcept {
+  if (on_owner()) {
+    BasicQueuePort<NullLock>::abort(m);
+  } else {
+    owner_.deliver(CoreEntry{&m, this, CoreEntry::kAbort});
+  }
+}
+
+bool ThreadPort::remove_queued(Message& m, bool reply) noexcept {
+  // Another core cannot take a message out of this core's queue synchronously.
+  if (!on_owner()) return false;
+  return BasicQueuePort<NullLock>::remove_queued(m, reply);
+}
+
+void ThreadPort::cancel_queued() noexcept {
+  close();
+  while (Message* m = try_get()) {
+    if (!m->done()) reply_msg(*m, -ECANCELED);  // a queued reply is the owner's: let it go
+  }
+}
+
+}  // namespace msgport

@@ -39,11 +39,10 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
 }  // namespace
 
 std::string CoreCounters::to_string() const {
-  return absl::StrCat("resumed=", resumed, " sent_cross_core=", sent_cross_core,
-                      " received=", received, " overflowed=", overflowed,
-                      " wakeups_sent=", wakeups_sent, " wakeups=", wakeups,
-                      " loop_turns=", loop_turns, " sleeps=", sleeps,
-                      " timers_fired=", timers_fired);
+  return absl::StrCat(
+      "resumed=", resumed, " sent_cross_core=", sent_cross_core, " received=", received,
+      " overflowed=", overflowed, " wakeups_sent=", wakeups_sent, " wakeups=", wakeups,
+      " loop_turns=", loop_turns, " sleeps=", sleeps, " timers_fired=", timers_fired);
 }
 
 Core::Core(Runtime& rt, int id, int cpu, std::size_t ring_capacity, WakeMode wake)
@@ -53,9 +52,12 @@ Core::Core(Runtime& rt, int id, int cpu, std::size_t ring_capacity, WakeMode wak
   overflow_.resize(static_cast<std::size_t>(n));
   is_dirty_.assign(static_cast<std::size_t>(n), 0);
   for (int j = 0; j < n; ++j) {
-    if (j != id) inbox_[static_cast<std::size_t>(j)] =
-        std::make_unique<detail::SpscRing<CoreEntry>>(ring_capacity);
+    if (j != id)
+      inbox_[static_cast<std::size_t>(j)] =
+          std::make_unique<detail::SpscRing<CoreEntry>>(ring_capacity);
   }
+  poll_ns_.store(absl::ToInt64Nanoseconds(rt.options_.poll_before_sleep),
+                 std::memory_order_relaxed);
   event_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (event_fd_ < 0) throw std::runtime_error(absl::StrCat("msgport: eventfd: ", strerror(errno)));
 }
@@ -216,7 +218,12 @@ void Core::deliver(const CoreEntry& e) noexcept {
     return;
   }
   {
-    std::lock_guard lock(foreign_mu_);
+    std::unique_lock lock(foreign_mu_);
+    if (sealed_) {
+      lock.unlock();
+      refuse(e);
+      return;
+    }
     foreign_.push_back(e);
   }
   // seq_cst: the store-load pair with idle() (sleeping_ then the pending count).
@@ -227,11 +234,44 @@ void Core::deliver(const CoreEntry& e) noexcept {
   }
 }
 
+void Core::refuse(const CoreEntry& e) noexcept {
+  switch (e.kind) {
+    case CoreEntry::kSend:
+      reply_msg(*static_cast<Message*>(e.ptr), -ECANCELED);
+      break;
+    case CoreEntry::kReply:
+      detail::complete(*static_cast<Message*>(e.ptr));
+      break;
+    case CoreEntry::kCall: {
+      auto* call = static_cast<CoreCall*>(e.ptr);
+      call->fn(call);
+      break;
+    }
+    case CoreEntry::kAbort:
+    case CoreEntry::kResume:
+    case CoreEntry::kResumeWaiter:
+      break;
+  }
+}
+
+void Core::seal() noexcept {
+  std::vector<CoreEntry> left;
+  {
+    std::lock_guard lock(foreign_mu_);
+    sealed_ = true;
+    left.swap(foreign_);
+  }
+  for (auto& ring : inbox_) {
+    if (ring) ring->drain([&left](const CoreEntry& e) { left.push_back(e); });
+  }
+  for (const CoreEntry& e : left) refuse(e);
+}
+
 void Core::push_out(int target, const CoreEntry& e) noexcept {
   auto t = static_cast<std::size_t>(target);
   bump(counters_.sent_cross_core);
   std::deque<CoreEntry>& spill = overflow_[t];
-  auto& ring = *rt_.cores_[t]->inbox_[static_cast<std::size_t>(id_)];
+  auto& ring = *outbox_[t];
   if (!spill.empty() || !ring.try_push(e)) {
     spill.push_back(e);  // in order behind what already waits; never dropped
     bump(counters_.overflowed);
@@ -248,7 +288,7 @@ void Core::flush_out() noexcept {
   for (int target : dirty_) {
     auto t = static_cast<std::size_t>(target);
     Core& to = *rt_.cores_[t];
-    auto& ring = *to.inbox_[static_cast<std::size_t>(id_)];
+    auto& ring = *outbox_[t];
     std::deque<CoreEntry>& spill = overflow_[t];
     while (!spill.empty() && ring.try_push(spill.front())) spill.pop_front();
     // seq_cst publish, then the receiver's sleeping flag: the sender's half of the handshake.
@@ -301,6 +341,17 @@ void Core::arm_eventfd_read() noexcept {
 }
 
 void Core::idle() {
+  // A short, bounded poll first: a message arriving now costs no wake-up on either side.
+  if (std::int64_t poll = poll_ns_.load(std::memory_order_relaxed); poll > 0) {
+    absl::Time until = absl::Now() + absl::Nanoseconds(poll);
+    for (unsigned i = 1;; ++i) {
+      if (has_visible_work()) return;
+      if (i % 64 == 0 && absl::Now() >= until) break;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
   arm_eventfd_read();
   sleeping_.store(true, std::memory_order_seq_cst);
   if (has_visible_work()) {
@@ -326,8 +377,9 @@ void Core::idle() {
 
 std::size_t Core::reap_cqes() noexcept {
   if (io_uring_cq_ready(&ring_) == 0) {
-    // DEFER_TASKRUN rings post completions only when asked to.
-    if (!(ring_.flags & IORING_SETUP_DEFER_TASKRUN)) return 0;
+    // DEFER_TASKRUN rings post completions only when asked to: a syscall, so only while device
+    // operations are in flight (the core's own wake-ups complete while it waits in the kernel).
+    if (io_in_flight_ == 0 || !(ring_.flags & IORING_SETUP_DEFER_TASKRUN)) return 0;
     io_uring_get_events(&ring_);
     if (io_uring_cq_ready(&ring_) == 0) return 0;
   }

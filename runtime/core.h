@@ -66,12 +66,12 @@ struct CoreEntry {
 
 // Counters of one core. Snapshot with Core::counters(); printable with to_string().
 struct CoreCounters {
-  std::uint64_t resumed = 0;           // coroutines resumed by the scheduler (run queue, inbox)
-  std::uint64_t sent_cross_core = 0;   // entries this core sent to other cores
-  std::uint64_t received = 0;          // entries this core received from other cores / threads
-  std::uint64_t overflowed = 0;        // entries that waited in an overflow queue (ring full)
-  std::uint64_t wakeups_sent = 0;      // sleeping cores this core woke
-  std::uint64_t wakeups = 0;           // times this core was woken from sleep
+  std::uint64_t resumed = 0;          // coroutines resumed by the scheduler (run queue, inbox)
+  std::uint64_t sent_cross_core = 0;  // entries this core sent to other cores
+  std::uint64_t received = 0;         // entries this core received from other cores / threads
+  std::uint64_t overflowed = 0;       // entries that waited in an overflow queue (ring full)
+  std::uint64_t wakeups_sent = 0;     // sleeping cores this core woke
+  std::uint64_t wakeups = 0;          // times this core was woken from sleep
   std::uint64_t loop_turns = 0;
   std::uint64_t sleeps = 0;
   std::uint64_t timers_fired = 0;
@@ -90,7 +90,7 @@ struct CoreTimer {
   absl::Time when;
   void (*fire)(CoreTimer*) noexcept = nullptr;
   std::size_t heap_index = static_cast<std::size_t>(-1);  // in the core's heap; -1: not armed
-  std::uint64_t seq = 0;                                   // ties: first armed, first fired
+  std::uint64_t seq = 0;                                  // ties: first armed, first fired
 };
 
 class Core final : public Context {
@@ -110,7 +110,18 @@ class Core final : public Context {
   void post(CoWaiter& w) noexcept override;
 
   // Hands e to this core from any thread; it is handled on this core, in order per sender.
+  // Once the core has stopped, entries are refused at once instead: a send is replied
+  // -ECANCELED, a reply only completes its message, an abort or a resumption is dropped (the
+  // stopping runtime destroys parked threads itself), a call runs on the caller's thread.
   void deliver(const CoreEntry& e) noexcept;
+
+  // True once stop() told this core to stop.
+  bool stopped() const noexcept { return stop_.load(std::memory_order_acquire); }
+
+  // How long this core polls before it sleeps (RuntimeOptions::poll_before_sleep by default).
+  void set_poll_before_sleep(absl::Duration d) noexcept {
+    poll_ns_.store(absl::ToInt64Nanoseconds(d), std::memory_order_relaxed);
+  }
 
   // Timers (on this core's thread only).
   void arm(CoreTimer& t) noexcept;
@@ -129,6 +140,10 @@ class Core final : public Context {
   };
   // Which ring features the kernel granted (SINGLE_ISSUER, DEFER_TASKRUN, MSG_RING).
   const std::string& ring_features() const noexcept { return ring_features_; }
+  // Device ports count the operations they have in flight on this ring, so the core knows to
+  // collect completions while it is busy (DEFER_TASKRUN posts them only when asked).
+  void io_started() noexcept { ++io_in_flight_; }
+  void io_finished() noexcept { --io_in_flight_; }
 
  private:
   friend class Runtime;
@@ -143,6 +158,8 @@ class Core final : public Context {
   void idle();
   void wake_from(Core* waker) noexcept;
   void arm_eventfd_read() noexcept;
+  static void refuse(const CoreEntry& e) noexcept;
+  void seal() noexcept;
   std::size_t reap_cqes() noexcept;
   std::size_t fire_timers();
   void heap_up(std::size_t i) noexcept;
@@ -162,7 +179,9 @@ class Core final : public Context {
 
   // Inboxes: one ring per sender core (owned here, written by the sender).
   std::vector<std::unique_ptr<detail::SpscRing<CoreEntry>>> inbox_;
-  // Outgoing: per receiver core, entries waiting for ring space, and whether to publish.
+  // Outgoing: per receiver core, its ring from this core (cached here: the receiver's Core
+  // object is its own hot memory), entries waiting for ring space, and whether to publish.
+  std::vector<detail::SpscRing<CoreEntry>*> outbox_;
   std::vector<std::deque<CoreEntry>> overflow_;
   std::vector<int> dirty_;
   std::vector<char> is_dirty_;
@@ -170,23 +189,27 @@ class Core final : public Context {
   // From threads that are not cores.
   std::mutex foreign_mu_;
   std::vector<CoreEntry> foreign_;
-  std::atomic<std::uint64_t> foreign_pending_{0};
-
-  std::atomic<bool> sleeping_{false};
-  std::atomic<bool> stop_{false};
+  bool sealed_ = false;  // under foreign_mu_: the core's thread has ended
+  // Fields other threads touch live on cache lines of their own, away from the core's own hot
+  // state, so a sender's look at `sleeping_` does not steal a line the core is writing.
+  alignas(64) std::atomic<std::uint64_t> foreign_pending_{0};
+  alignas(64) std::atomic<bool> sleeping_{false};
+  alignas(64) std::atomic<bool> stop_{false};
+  std::atomic<std::int64_t> poll_ns_{0};
 
   io_uring ring_{};
   int ring_fd_ = -1;
   int event_fd_ = -1;
   std::uint64_t event_buf_ = 0;
   bool eventfd_armed_ = false;
+  std::uint64_t io_in_flight_ = 0;
   std::string ring_features_;
 
   std::vector<CoreTimer*> timers_;
   std::uint64_t timer_seq_ = 0;
 
   // Counters: written by this core only; read by anyone (relaxed).
-  struct AtomicCounters {
+  struct alignas(64) AtomicCounters {
     std::atomic<std::uint64_t> resumed{0}, sent_cross_core{0}, received{0}, overflowed{0},
         wakeups_sent{0}, wakeups{0}, loop_turns{0}, sleeps{0}, timers_fired{0};
   } counters_;

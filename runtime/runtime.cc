@@ -52,6 +52,14 @@ Runtime::Runtime(RuntimeOptions options) : options_(options) {
     int cpu = cpus[static_cast<std::size_t>(i) % cpus.size()];
     cores_.emplace_back(new Core(*this, i, cpu, options_.ring_capacity, options_.wake));
   }
+  for (auto& from : cores_) {
+    from->outbox_.assign(cores_.size(), nullptr);
+    for (auto& to : cores_) {
+      if (to != from)
+        from->outbox_[static_cast<std::size_t>(to->id())] =
+            to->inbox_[static_cast<std::size_t>(from->id())].get();
+    }
+  }
   for (auto& c : cores_) c->start();
 }
 
@@ -59,8 +67,8 @@ Runtime::~Runtime() { stop(StopMode::kCancel); }
 
 Core& Runtime::core(int i) {
   if (i < 0 || i >= size()) {
-    throw std::out_of_range(absl::StrCat("msgport: no core ", i, " (the runtime has ", size(),
-                                         " cores)"));
+    throw std::out_of_range(
+        absl::StrCat("msgport: no core ", i, " (the runtime has ", size(), " cores)"));
   }
   return *cores_[static_cast<std::size_t>(i)];
 }
@@ -135,6 +143,8 @@ void Runtime::stop(StopMode mode) {
   for (auto& c : cores_) {
     if (c->thread_.joinable()) c->thread_.join();
   }
+  // Nothing runs on the cores any more: what still reaches them is refused (Core::deliver).
+  for (auto& c : cores_) c->seal();
   // Threads still parked (cancel): destroy their frames now that no core runs.
   std::vector<std::shared_ptr<detail::LwStateBase>> left;
   {

@@ -40,10 +40,13 @@
 namespace msgport {
 
 struct RuntimeOptions {
-  int cores = 0;                   // 0: one per CPU in the process's affinity mask
-  bool pin = true;                 // pin core i to the i-th allowed CPU
+  int cores = 0;                     // 0: one per CPU in the process's affinity mask
+  bool pin = true;                   // pin core i to the i-th allowed CPU
   std::size_t ring_capacity = 1024;  // entries per (sender, receiver) core pair
   WakeMode wake = WakeMode::kMsgRing;
+  // An idle core polls its inboxes this long before it sleeps: a message arriving meanwhile
+  // needs no wake-up. Zero: sleep at once.
+  absl::Duration poll_before_sleep = absl::Microseconds(50);
 };
 
 enum class StopMode { kDrain, kCancel };
@@ -175,7 +178,8 @@ class Runtime {
   // Runs fn(self) as a lightweight thread on core `core`; fn returns a Task<T> and may keep
   // `self` (its core and thread port) for the thread's lifetime.
   template <class F>
-  auto spawn(int core, F fn) -> JoinHandle<typename decltype(fn(std::declval<LwThread&>()))::value_type> {
+  auto spawn(int core, F fn)
+      -> JoinHandle<typename decltype(fn(std::declval<LwThread&>()))::value_type> {
     using T = typename decltype(fn(std::declval<LwThread&>()))::value_type;
     return spawn_with<T>(core, [&](LwThread& self) { return fn(self); });
   }

@@ -17,7 +17,9 @@ bool ThreadPort::on_owner() const noexcept { return Core::current() == &owner_; 
 
 int ThreadPort::begin_msg(Message& m) {
   if (on_owner()) return BasicQueuePort<NullLock>::begin_msg(m);
-  if (closed()) return -ECANCELED;
+  // A port whose core has stopped refuses at once. (A closed port on a running core refuses on
+  // that core: reading its flag here would pull a cache line the owner writes.)
+  if (owner_.stopped()) return -ECANCELED;
   // Crossing to another core: the single-context shortcut must not apply to this send. Only the
   // sender's thread holds the message here, so a plain store is enough.
   auto& state = MsgAccess::state(m);

@@ -1,4 +1,6 @@
 // The per-core runtime: cores, lightweight threads, cross-core messages, joins, shutdown.
+#include "runtime/runtime.h"
+
 #include <gtest/gtest.h>
 
 #include <cerrno>
@@ -6,7 +8,6 @@
 #include <string>
 
 #include "ports/ports.h"
-#include "runtime/runtime.h"
 #include "tests/test_support.h"
 
 namespace msgport {
@@ -54,7 +55,6 @@ Task<int> client(ThreadPort& server, int n) {
   }
   co_return sum;
 }
-
 
 TEST(Runtime, CrossCoreRoundTripsWithMsgRingWakeups) {
   Runtime rt(two_cores(WakeMode::kMsgRing));

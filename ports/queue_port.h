@@ -81,9 +81,9 @@ class BasicQueuePort : public Port {
   Waiter* owner_ = nullptr;
   Message** owner_slot_ = nullptr;
   std::atomic<bool> closed_{false};  // written under lock_; read without it by closed()
-#ifndef NDEBUG
-  mutable Context* context_ = nullptr;  // LocalPort: the one context it is used from
-#endif
+  // LocalPort: the one context it is used from (checked in debug builds; the member is always
+  // there, so that code built with and without NDEBUG agrees on the layout).
+  mutable Context* context_ = nullptr;
 };
 
 extern template class BasicQueuePort<SpinLock>;

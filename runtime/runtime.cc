@@ -116,15 +116,18 @@ void Runtime::stop(StopMode mode) {
     return;
   }
   using namespace std::chrono_literals;
+  // On each core, close its thread ports: new messages are refused (-ECANCELED). Drain: what is
+  // queued is still served, then wait_port returns nullptr and servers end. Cancel: what is
+  // queued is replied -ECANCELED at once.
+  std::vector<ThreadPort*> ports;
+  {
+    std::lock_guard lock(threads_mu_);
+    for (auto& t : threads_) ports.push_back(&t->port());
+  }
+  close_ports(ports, mode == StopMode::kCancel);
   if (mode == StopMode::kCancel) {
-    // On each core: close its thread ports and cancel what is queued there. Senders woken with
-    // -ECANCELED run on; threads still parked when all is quiet are destroyed below.
-    std::vector<ThreadPort*> ports;
-    {
-      std::lock_guard lock(threads_mu_);
-      for (auto& t : threads_) ports.push_back(&t->port());
-    }
-    cancel_ports(ports);
+    // Senders woken with -ECANCELED run on; threads still parked when all is quiet are destroyed
+    // below.
     // Let the cores settle: stop once no thread ended for a while.
     std::int64_t last = -1;
     for (int quiet = 0; quiet < 5 && live_.load() > 0;) {
@@ -162,8 +165,8 @@ void Runtime::stop(StopMode mode) {
   stopped_.store(true, std::memory_order_release);
 }
 
-void Runtime::cancel_ports(const std::vector<ThreadPort*>& ports) {
-  // Each port is cancelled on its own core; wait until every core has done it.
+void Runtime::close_ports(const std::vector<ThreadPort*>& ports, bool cancel) {
+  // Each port is closed on its own core; wait until every core has done it.
   std::atomic<std::size_t> pending{ports.size()};
   struct Cancel : CoreCall {
     ThreadPort* port = nullptr;
@@ -171,11 +174,16 @@ void Runtime::cancel_ports(const std::vector<ThreadPort*>& ports) {
   };
   std::vector<Cancel> jobs(ports.size());
   for (std::size_t i = 0; i < ports.size(); ++i) {
-    jobs[i].fn = [](CoreCall* c) noexcept {
+    jobs[i].fn = cancel ? [](CoreCall* c) noexcept {
       auto* job = static_cast<Cancel*>(c);
       job->port->cancel_queued();
       job->pending->fetch_sub(1, std::memory_order_acq_rel);
-    };
+    }
+                        : [](CoreCall* c) noexcept {
+                            auto* job = static_cast<Cancel*>(c);
+                            job->port->close();
+                            job->pending->fetch_sub(1, std::memory_order_acq_rel);
+                          };
     jobs[i].port = ports[i];
     jobs[i].pending = &pending;
   }

@@ -11,11 +11,13 @@
 // result; an exception in the task is rethrown there. A failure nobody takes — the handle was
 // detached or dropped — is reported on stderr when the thread ends, never swallowed.
 //
-// stop(StopMode::kDrain) waits for every lightweight thread to finish, then stops the cores.
-// stop(StopMode::kCancel) closes every thread port (later messages are refused -ECANCELED),
-// replies every queued message -ECANCELED, lets the woken senders run, then stops the cores and
-// destroys the threads that are still parked. Either way every core is joined and nothing
-// leaks. Calling stop() twice is harmless; spawning after stop throws std::logic_error.
+// stop() closes every thread port: later messages are refused -ECANCELED.
+//   StopMode::kDrain: what is queued is still served (then wait_port returns nullptr, so a
+//     server loop ends), and stop waits for every lightweight thread to finish.
+//   StopMode::kCancel: what is queued is replied -ECANCELED at once; the woken senders run on;
+//     once all is quiet the cores stop and the threads still parked are destroyed.
+// Either way every core is joined and nothing leaks. Calling stop() twice is harmless; spawning
+// after stop throws std::logic_error.
 //
 // Errors: spawning on a core that does not exist throws std::out_of_range.
 #pragma once
@@ -226,7 +228,7 @@ class Runtime {
 
   void start_thread(std::shared_ptr<detail::LwStateBase> st, detail::LwRunner runner);
   void thread_ended(detail::LwStateBase& st) noexcept;
-  void cancel_ports(const std::vector<ThreadPort*>& ports);
+  void close_ports(const std::vector<ThreadPort*>& ports, bool cancel);
 
   RuntimeOptions options_;
   std::vector<std::unique_ptr<Core>> cores_;

@@ -3,11 +3,15 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cerrno>
+#include <random>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "ports/ports.h"
+#include "runtime/timer.h"
 #include "tests/test_support.h"
 
 namespace msgport {
@@ -96,7 +100,23 @@ TEST(Runtime, SpawningOnACoreThatDoesNotExistIsAnError) {
   rt.stop();  // twice: harmless
 }
 
-TEST(Runtime, DrainLetsRunningThreadsFinishAndCancelRepliesQueuedMessages) {
+TEST(Runtime, DrainServesWhatIsQueuedThenServersEnd) {
+  Runtime rt(two_cores());
+  auto server = rt.spawn(1, doubler);
+  ValueMsg msgs[3];
+  for (int i = 0; i < 3; ++i) {
+    msgs[i].value = i + 1;
+    send_msg(server.port(), msgs[i]);  // from this plain thread; no reply port: check_msg
+  }
+  rt.stop(StopMode::kDrain);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(check_msg(msgs[i]));
+    EXPECT_EQ(msgs[i].result(), 2 * (i + 1)) << "queued before stop: served, not cancelled";
+  }
+  EXPECT_EQ(server.join(), 3) << "its port closed: wait_port returned nullptr";
+}
+
+TEST(Runtime, CancelRepliesQueuedMessagesAndRefusesLaterOnes) {
   Runtime rt(two_cores());
   auto server = rt.spawn(1, doubler);
   ValueMsg m;
@@ -106,6 +126,164 @@ TEST(Runtime, DrainLetsRunningThreadsFinishAndCancelRepliesQueuedMessages) {
   EXPECT_EQ(server.join(), 1) << "the server saw its port close and ended";
   ValueMsg late;
   EXPECT_EQ(do_msg_blocking(server.port(), late), -ECANCELED) << "a closed port refuses";
+}
+
+}  // namespace
+}  // namespace msgport
+
+namespace msgport {
+namespace {
+
+using testing::ValueMsg;
+
+// ---- timers ------------------------------------------------------------------------------------
+
+Task<std::vector<int>> sleepers_in_order() {
+  // Three sleeps armed out of order fire in deadline order, none early.
+  std::vector<int> order;
+  absl::Time start = absl::Now();
+  bool early = false;
+  auto sleeper = [&](int id, absl::Duration d) -> Task<void> {
+    co_await sleep_for(d);
+    if (absl::Now() - start < d) early = true;
+    order.push_back(id);
+  };
+  Task<void> a = sleeper(3, absl::Milliseconds(30));
+  Task<void> b = sleeper(1, absl::Milliseconds(10));
+  Task<void> c = sleeper(2, absl::Milliseconds(20));
+  a.start();
+  b.start();
+  c.start();
+  co_await sleep_for(absl::Milliseconds(45));
+  co_await a.when_done();
+  co_await b.when_done();
+  co_await c.when_done();
+  if (early) order.push_back(-1);
+  co_return order;
+}
+
+TEST(Timers, FireInDeadlineOrderAndNeverEarly) {
+  Runtime rt(two_cores());
+  EXPECT_EQ(rt.block_on(sleepers_in_order()), (std::vector<int>{1, 2, 3}));
+  rt.stop();
+}
+
+TEST(Timers, SleepingOutsideACoreIsAnError) {
+  auto t = []() -> Task<void> { co_await sleep_for(absl::Milliseconds(1)); }();
+  EXPECT_THROW(sync_wait(std::move(t)), std::logic_error);
+}
+
+// A server that never answers: every message stays queued.
+Task<int> black_hole(LwThread& self) {
+  co_await sleep_for(absl::Hours(1));  // never takes a message
+  (void)self;
+  co_return 0;
+}
+
+Task<std::vector<int>> deadlines(ThreadPort& silent, ThreadPort& echo) {
+  std::vector<int> results;
+  ValueMsg m;
+  m.value = 4;
+  results.push_back(co_await do_msg_until(silent, m, absl::Now() + absl::Milliseconds(5)));
+  results.push_back(co_await do_msg_until(echo, m, absl::Now() + absl::Seconds(10)));
+  co_return results;
+}
+
+TEST(Timers, ADeadlineAbortsAMessageThatIsStillRepliedExactlyOnce) {
+  Runtime rt(two_cores());
+  auto silent = rt.spawn(1, black_hole);
+  auto echo = rt.spawn(1, doubler);
+  // Expired: cancelled in the silent server's queue. In time: its own result.
+  EXPECT_EQ(rt.block_on(deadlines(silent.port(), echo.port())), (std::vector<int>{-ECANCELED, 8}));
+  rt.stop(StopMode::kCancel);
+}
+
+// ---- full cross-core rings --------------------------------------------------------------------
+
+Task<std::vector<int>> recorder(LwThread& self) {
+  std::vector<int> seen;
+  while (Message* m = co_await wait_port(self.port())) {
+    seen.push_back(static_cast<ValueMsg*>(m)->value);
+    reply_msg(*m, 0);
+  }
+  co_return seen;
+}
+
+Task<int> flood(ThreadPort& to, int n) {
+  std::vector<ValueMsg> msgs(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    msgs[static_cast<std::size_t>(i)].value = i;
+    send_msg(to, msgs[static_cast<std::size_t>(i)]);  // far more than the ring holds
+  }
+  int done = 0;
+  for (auto& m : msgs) {
+    co_await wait_msg(m);
+    ++done;
+  }
+  co_return done;
+}
+
+TEST(CrossCore, AFullRingNeverLosesOrReordersMessages) {
+  RuntimeOptions o = two_cores();
+  o.ring_capacity = 2;
+  Runtime rt(o);
+  auto sink = rt.spawn(1, recorder);
+  const int n = 5000;
+  EXPECT_EQ(rt.block_on(flood(sink.port(), n)), n);
+  EXPECT_GT(rt.counters()[0].overflowed, 0u) << "the ring did fill up";
+  rt.stop(StopMode::kCancel);
+  std::vector<int> seen = sink.join();
+  ASSERT_EQ(seen.size(), static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) ASSERT_EQ(seen[static_cast<std::size_t>(i)], i) << "order kept";
+}
+
+// ---- exactly once, across cores, with aborts --------------------------------------------------
+
+struct Tally {
+  std::atomic<long> served{0}, cancelled{0}, normal{0}, bad{0};
+};
+
+Task<void> counting_server(LwThread& self, Tally& tally) {
+  while (Message* m = co_await wait_port(self.port())) {
+    tally.served.fetch_add(1, std::memory_order_relaxed);
+    reply_msg(*m, 1);
+  }
+}
+
+Task<void> aborting_client(ThreadPort& server, int n, int seed, Tally& tally) {
+  std::minstd_rand rng(static_cast<unsigned>(seed));
+  ValueMsg m;
+  m.set_abortable(true);
+  for (int i = 0; i < n; ++i) {
+    send_msg(server, m);
+    if (rng() % 2) abort_msg(m);  // from the sender's own core
+    int r = co_await wait_msg(m);
+    if (r == 1) {
+      tally.normal.fetch_add(1, std::memory_order_relaxed);
+    } else if (r == -ECANCELED) {
+      tally.cancelled.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      tally.bad.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+}
+
+TEST(CrossCore, EveryMessageIsRepliedExactlyOnceUnderAborts) {
+  const int per_client = testing::stress(200'000, 20'000);
+  Runtime rt(two_cores());
+  Tally tally;
+  auto s0 = rt.spawn(0, [&](LwThread& self) { return counting_server(self, tally); });
+  auto s1 = rt.spawn(1, [&](LwThread& self) { return counting_server(self, tally); });
+  // Clients on each core talk to the server on the other core.
+  auto c0 = rt.spawn(0, aborting_client(s1.port(), per_client, 1, tally));
+  auto c1 = rt.spawn(1, aborting_client(s0.port(), per_client, 2, tally));
+  c0.join();
+  c1.join();
+  rt.stop(StopMode::kCancel);
+  EXPECT_EQ(tally.bad.load(), 0);
+  EXPECT_EQ(tally.normal.load() + tally.cancelled.load(), 2L * per_client);
+  EXPECT_EQ(tally.served.load(), tally.normal.load()) << "served once each, never cancelled too";
+  EXPECT_GT(tally.cancelled.load(), 0);
 }
 
 }  // namespace

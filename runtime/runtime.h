@@ -45,7 +45,9 @@ struct RuntimeOptions {
   int cores = 0;                     // 0: one per CPU in the process's affinity mask
   bool pin = true;                   // pin core i to the i-th allowed CPU
   std::size_t ring_capacity = 1024;  // entries per (sender, receiver) core pair
-  WakeMode wake = WakeMode::kMsgRing;
+  // eventfd measured about 3x faster than MSG_RING at waking a sleeping core here (kernel 6.x,
+  // DEFER_TASKRUN rings, under KVM): see bench/README.md.
+  WakeMode wake = WakeMode::kEventfd;
   // An idle core polls its inboxes this long before it sleeps: a message arriving meanwhile
   // needs no wake-up. Zero: sleep at once.
   absl::Duration poll_before_sleep = absl::Microseconds(50);

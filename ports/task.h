@@ -6,7 +6,8 @@
 // sync_wait() (a plain thread blocks until it finishes).
 //
 // Awaiting a task that is already done does not suspend. An exception thrown in the task is
-// rethrown to whoever takes its result (co_await, result(), sync_wait). A Task owns its frame
+// rethrown to whoever takes its result (co_await, result(), sync_wait). The result is taken once:
+// a second co_await or result() throws std::logic_error. A Task owns its frame
 // and destroys it when the Task object goes away; destroying a Task that is suspended (parked on
 // a message) destroys the frame with it, so keep it until it is done.
 //
@@ -17,6 +18,7 @@
 #include <coroutine>
 #include <exception>
 #include <optional>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 
@@ -48,9 +50,12 @@ struct TaskPromiseBase {
   FinalAwaiter final_suspend() noexcept { return {}; }
 
   void unhandled_exception() noexcept { error = std::current_exception(); }
-  void rethrow_if_failed() const {
+  void rethrow_if_failed() {
+    if (taken) throw std::logic_error("msgport: a task's result is taken once (awaited twice?)");
+    taken = true;
     if (error) std::rethrow_exception(error);
   }
+  bool taken = false;
 };
 
 template <class T>
@@ -70,7 +75,7 @@ template <>
 struct TaskPromise<void> : TaskPromiseBase {
   Task<void> get_return_object() noexcept;
   void return_void() noexcept {}
-  void take() const { rethrow_if_failed(); }
+  void take() { rethrow_if_failed(); }
 };
 
 }  // namespace detail
@@ -125,6 +130,21 @@ class [[nodiscard]] Task {
       T await_resume() { return h.promise().take(); }
     };
     MSGPORT_CHECK_RULE(h_, "co_await on an empty Task");
+    return Awaiter{h_};
+  }
+
+  // co_await task.finished(): for a task that was start()ed and may be parked: continue when it
+  // finishes (at once if it has), without resuming it and without taking its result. The task
+  // must finish on the awaiting coroutine's thread (its own core).
+  auto finished() noexcept {
+    struct Awaiter {
+      Handle h;
+      bool await_ready() noexcept { return h.done(); }
+      void await_suspend(std::coroutine_handle<> awaiting) noexcept {
+        h.promise().continuation = awaiting;
+      }
+      void await_resume() noexcept {}
+    };
     return Awaiter{h_};
   }
 

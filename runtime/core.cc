@@ -172,7 +172,9 @@ void Core::process(const CoreEntry& e) {
       break;
     case CoreEntry::kSend: {
       auto& m = *static_cast<Message*>(e.ptr);
-      int r = static_cast<ThreadPort*>(e.port)->BasicQueuePort<NullLock>::begin_msg(m);
+      auto* port = static_cast<ThreadPort*>(e.port);
+      ThreadPort::bump(port->begun_cross_core_);
+      int r = port->BasicQueuePort<NullLock>::begin_msg(m);
       if (r != kAsync) reply_msg(m, r);
       break;
     }

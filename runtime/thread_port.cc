@@ -16,7 +16,10 @@ ThreadPort::~ThreadPort() = default;
 bool ThreadPort::on_owner() const noexcept { return Core::current() == &owner_; }
 
 int ThreadPort::begin_msg(Message& m) {
-  if (on_owner()) return BasicQueuePort<NullLock>::begin_msg(m);
+  if (on_owner()) {
+    bump(begun_local_);
+    return BasicQueuePort<NullLock>::begin_msg(m);
+  }
   // A port whose core has stopped refuses at once. (A closed port on a running core refuses on
   // that core: reading its flag here would pull a cache line the owner writes.)
   if (owner_.stopped()) return -ECANCELED;

@@ -11,6 +11,9 @@
 // message is replied as usual. close() and cancel_queued() run on the owning core.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+
 #include "ports/queue_port.h"
 
 namespace msgport {
@@ -32,10 +35,26 @@ class ThreadPort final : public BasicQueuePort<NullLock> {
   // On the owning core: refuse new messages and reply every queued request -ECANCELED.
   void cancel_queued() noexcept;
 
+  // Messages begun at this port: sent from its own core, and sent from other cores (or threads).
+  // Counted on the owning core; readable from anywhere.
+  struct Counters {
+    std::uint64_t begun_local = 0;
+    std::uint64_t begun_cross_core = 0;
+  };
+  Counters counters() const noexcept {
+    return {begun_local_.load(std::memory_order_relaxed),
+            begun_cross_core_.load(std::memory_order_relaxed)};
+  }
+
  private:
   friend class Core;
   bool on_owner() const noexcept;
+  static void bump(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
+  }
   Core& owner_;
+  std::atomic<std::uint64_t> begun_local_{0};
+  std::atomic<std::uint64_t> begun_cross_core_{0};
 };
 
 }  // namespace msgport

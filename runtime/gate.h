@@ -1,0 +1,87 @@
+// runtime/gate.h — a gate: wait for every task that entered to leave, then stay shut.
+//
+// A server holds each connection's task through its gate; to stop, it closes the gate and waits
+// until every connection has finished:
+//
+//   Gate gate;
+//   rt.spawn(core, gate.hold(serve_connection(fd)));   // entered now, left when the task ends
+//   ...
+//   co_await gate.close();                             // no new entries; all have left
+//
+// enter()/leave() may be called from any core or thread (the count is atomic). After close(),
+// hold() and enter() throw std::logic_error("... gate is closed"). close() completes exactly once,
+// when the last holder leaves — or at once if none is inside; it may be awaited from a coroutine
+// (co_await gate.close()) or waited for from a plain thread (gate.close_blocking()).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <stdexcept>
+
+#include "ports/ops.h"
+#include "ports/task.h"
+
+namespace msgport {
+
+class Gate {
+ public:
+  Gate() { detail::MsgAccess::state(closed_).store(kMsgInFlight, std::memory_order_relaxed); }
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+
+  void enter() {
+    std::int64_t n = count_.load(std::memory_order_relaxed);
+    do {
+      if (n & kClosing) throw std::logic_error("msgport: the gate is closed");
+    } while (!count_.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel));
+  }
+
+  void leave() noexcept {
+    if (count_.fetch_sub(1, std::memory_order_acq_rel) == (kClosing | 1)) finish();
+  }
+
+  // Enters now; the returned task leaves when t ends (also if it throws).
+  template <class T>
+  Task<T> hold(Task<T> t) {
+    enter();
+    return held(std::move(t));
+  }
+
+  // Shuts the gate and waits for everyone inside to leave.
+  WaitMsg close() {
+    shut();
+    return wait_msg(closed_);
+  }
+  void close_blocking() {
+    shut();
+    wait_msg_blocking(closed_);
+  }
+
+  std::int64_t inside() const noexcept {
+    return count_.load(std::memory_order_acquire) & ~kClosing;
+  }
+
+ private:
+  static constexpr std::int64_t kClosing = std::int64_t{1} << 62;
+
+  void shut() {
+    std::int64_t before = count_.fetch_or(kClosing, std::memory_order_acq_rel);
+    if (before & kClosing) throw std::logic_error("msgport: the gate is closed twice");
+    if (before == 0) finish();
+  }
+  void finish() noexcept { reply_msg(closed_, 0); }
+
+  template <class T>
+  Task<T> held(Task<T> t) {
+    struct Leave {
+      Gate* g;
+      ~Leave() { g->leave(); }
+    } leave{this};
+    co_return co_await std::move(t);
+  }
+
+  std::atomic<std::int64_t> count_{0};
+  Message closed_;  // in flight until the gate is shut and empty: close() is wait_msg on it
+};
+
+}  // namespace msgport

@@ -29,28 +29,18 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "ports/ports.h"
 
 namespace msgport {
 namespace {
 
-struct ValueMsg : Message {
-  int value = 0;
-};
-
-[[gnu::noinline]] int agent_work(ValueMsg& m) { return m.value * 2 + 1; }
+using bench::agent_work;
+using bench::ValueMsg;
 
 // ---- baselines ---------------------------------------------------------------------------------
 
-void BM_PlainCall(benchmark::State& state) {
-  ValueMsg m;
-  int i = 0;
-  for (auto _ : state) {
-    m.value = i++;
-    benchmark::DoNotOptimize(agent_work(m));
-  }
-}
-BENCHMARK(BM_PlainCall);
+BENCHMARK(bench::BM_PlainCall)->Name("BM_PlainCall");
 
 struct Worker {
   virtual ~Worker() = default;

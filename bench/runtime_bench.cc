@@ -27,27 +27,17 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "ports/ports.h"
 #include "runtime/runtime.h"
 
 namespace msgport {
 namespace {
 
-struct ValueMsg : Message {
-  int value = 0;
-};
+using bench::agent_work;
+using bench::ValueMsg;
 
-[[gnu::noinline]] int agent_work(ValueMsg& m) { return m.value * 2 + 1; }
-
-void BM_PlainCall(benchmark::State& state) {
-  ValueMsg m;
-  int i = 0;
-  for (auto _ : state) {
-    m.value = i++;
-    benchmark::DoNotOptimize(agent_work(m));
-  }
-}
-BENCHMARK(BM_PlainCall);
+BENCHMARK(bench::BM_PlainCall)->Name("BM_PlainCall");
 
 Task<void> echo_server(LwThread& self) {
   while (Message* m = co_await wait_port(self.port())) {

@@ -27,6 +27,12 @@ namespace msgport {
 
 namespace {
 
+// A kCall entry: run its function here.
+inline void run_call(const CoreEntry& e) noexcept {
+  auto* call = static_cast<CoreCall*>(e.ptr);
+  call->fn(call);
+}
+
 // user_data tags the core keeps for itself; anything else is a Core::CqeHandler*.
 constexpr std::uint64_t kWakeTag = 1;
 constexpr std::uint64_t kEventfdTag = 2;
@@ -182,11 +188,9 @@ void Core::process(const CoreEntry& e) {
       static_cast<ThreadPort*>(e.port)->BasicQueuePort<NullLock>::put_reply(
           *static_cast<Message*>(e.ptr));
       break;
-    case CoreEntry::kCall: {
-      auto* call = static_cast<CoreCall*>(e.ptr);
-      call->fn(call);
+    case CoreEntry::kCall:
+      run_call(e);
       break;
-    }
     case CoreEntry::kAbort:
       static_cast<ThreadPort*>(e.port)->BasicQueuePort<NullLock>::abort(
           *static_cast<Message*>(e.ptr));
@@ -244,11 +248,9 @@ void Core::refuse(const CoreEntry& e) noexcept {
     case CoreEntry::kReply:
       detail::complete(*static_cast<Message*>(e.ptr));
       break;
-    case CoreEntry::kCall: {
-      auto* call = static_cast<CoreCall*>(e.ptr);
-      call->fn(call);
+    case CoreEntry::kCall:
+      run_call(e);
       break;
-    }
     case CoreEntry::kAbort:
     case CoreEntry::kResume:
     case CoreEntry::kResumeWaiter:

@@ -40,16 +40,6 @@ class Port {
   virtual void put_reply(Message& m) noexcept;
   virtual void abort(Message& m) noexcept;
   virtual bool remove_queued(Message& m, bool reply) noexcept;
-
-  // True for a port used from one context only (LocalPort): a message it holds is out of reach
-  // of every other thread, so parking on it needs no atomic read-modify-write.
-  bool single_context() const noexcept { return single_context_; }
-
- protected:
-  explicit Port(bool single_context) noexcept : single_context_(single_context) {}
-
- private:
-  bool single_context_ = false;
 };
 
 }  // namespace msgport

@@ -49,7 +49,7 @@ struct NullLock {
 template <class Lock>
 class BasicQueuePort : public Port {
  public:
-  BasicQueuePort() noexcept : Port(std::is_same_v<Lock, NullLock>) {}
+  BasicQueuePort() = default;
   ~BasicQueuePort() override;
 
   int begin_msg(Message& m) override;

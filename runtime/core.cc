@@ -141,14 +141,14 @@ bool Core::turn() {
     if (ring) work += ring->drain([this](const CoreEntry& e) { process(e); });
   }
   if (foreign_pending_.load(std::memory_order_acquire) != 0) {
-    std::vector<CoreEntry> batch;
     {
       std::lock_guard lock(foreign_mu_);
-      batch.swap(foreign_);
+      foreign_batch_.swap(foreign_);  // both buffers keep their capacity
       foreign_pending_.store(0, std::memory_order_relaxed);
     }
-    for (const CoreEntry& e : batch) process(e);
-    work += batch.size();
+    for (const CoreEntry& e : foreign_batch_) process(e);
+    work += foreign_batch_.size();
+    foreign_batch_.clear();
   }
   bump(counters_.received, work);
   // Run what is ready now; what these make ready runs next turn, after the inboxes again.

@@ -189,7 +189,8 @@ class Core final : public Context {
   // From threads that are not cores.
   std::mutex foreign_mu_;
   std::vector<CoreEntry> foreign_;
-  bool sealed_ = false;  // under foreign_mu_: the core's thread has ended
+  std::vector<CoreEntry> foreign_batch_;  // the core's side of a swap, reused: no allocation
+  bool sealed_ = false;                   // under foreign_mu_: the core's thread has ended
   // Fields other threads touch live on cache lines of their own, away from the core's own hot
   // state, so a sender's look at `sleeping_` does not steal a line the core is writing.
   alignas(64) std::atomic<std::uint64_t> foreign_pending_{0};

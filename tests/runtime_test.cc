@@ -400,6 +400,25 @@ TEST(Counters, PortsAndCoresCountWhatTheyDid) {
   rt.stop(StopMode::kCancel);
 }
 
+// drop_msg cannot take a message out of another core's queue synchronously: it says so, and the
+// message is still served and replied exactly once.
+Task<int> drop_across(ThreadPort& far) {
+  ValueMsg m;
+  m.value = 6;
+  m.set_dropable(true);
+  send_msg(far, m);
+  if (drop_msg(m)) co_return -1;
+  co_return co_await wait_msg(m);
+}
+
+TEST(CrossCore, DropOfAMessageQueuedOnAnotherCoreFailsAndTheReplyStillComes) {
+  Runtime rt(two_cores());
+  auto server = rt.spawn(1, doubler);
+  EXPECT_EQ(rt.block_on(drop_across(server.port())), 12);
+  rt.stop(StopMode::kCancel);
+  EXPECT_EQ(server.join(), 1);
+}
+
 TEST(Misuse, AwaitingATaskTwiceIsAClearError) {
   auto twice = []() -> Task<int> {
     Task<int> t = answer();

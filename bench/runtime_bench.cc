@@ -9,6 +9,8 @@
 //   BM_CrossCoreRoundTripIdle the same when the target core is asleep: it sleeps as soon as it
 //                             is idle, so every message wakes it (the sender's core waits busy)
 //   BM_RawPingPong            two pinned threads bouncing one cache line: the physical floor
+//   BM_RawPingPongTwoLines    the same with the ping on one line and the pong on another: the
+//                             floor for anything with a request path and a separate reply path
 //   BM_MutexCondvarRoundTrip  a std::mutex + std::condition_variable hand-off between two threads
 //   BM_CrossCoreThroughput    one-way messages from core 0 to core 1, batched (items/s)
 //   BM_Spawn                  spawn and join one lightweight thread
@@ -93,16 +95,23 @@ struct KeepAffinity {
   ~KeepAffinity() { pthread_setaffinity_np(pthread_self(), sizeof saved, &saved); }
 };
 
-void BM_RawPingPong(benchmark::State& state) {
+// Two pinned threads: the ping is a store to `ping` that the other thread sees, the pong a store
+// to `pong` (the same variable for the one-line floor).
+void ping_pong(benchmark::State& state, bool two_lines) {
   KeepAffinity keep;  // later benchmarks run unpinned, as people's threads do
-  alignas(64) std::atomic<std::int64_t> ball{0};
+  struct alignas(64) Line {
+    std::atomic<std::int64_t> v{0};
+  };
+  Line lines[2];
+  std::atomic<std::int64_t>& ping = lines[0].v;
+  std::atomic<std::int64_t>& pong = two_lines ? lines[1].v : lines[0].v;
   std::atomic<bool> stop{false};
   std::thread other([&] {
     pin(1);
     std::int64_t expect = 1;
     while (!stop.load(std::memory_order_relaxed)) {
-      if (ball.load(std::memory_order_acquire) == expect) {
-        ball.store(expect + 1, std::memory_order_release);
+      if (ping.load(std::memory_order_acquire) == expect) {
+        pong.store(expect + 1, std::memory_order_release);
         expect += 2;
       }
     }
@@ -110,15 +119,20 @@ void BM_RawPingPong(benchmark::State& state) {
   pin(0);
   std::int64_t v = 0;
   for (auto _ : state) {
-    ball.store(v + 1, std::memory_order_release);
-    while (ball.load(std::memory_order_acquire) != v + 2) {
+    ping.store(v + 1, std::memory_order_release);
+    while (pong.load(std::memory_order_acquire) != v + 2) {
     }
     v += 2;
   }
   stop.store(true);
   other.join();
 }
+
+void BM_RawPingPong(benchmark::State& state) { ping_pong(state, false); }
 BENCHMARK(BM_RawPingPong)->UseRealTime();
+
+void BM_RawPingPongTwoLines(benchmark::State& state) { ping_pong(state, true); }
+BENCHMARK(BM_RawPingPongTwoLines)->UseRealTime();
 
 void BM_MutexCondvarRoundTrip(benchmark::State& state) {
   std::mutex mu;
@@ -215,6 +229,7 @@ class TableReporter final : public benchmark::ConsoleReporter {
     double mc = get("BM_MutexCondvarRoundTrip");
     std::printf("\nmsgport runtime: goals (one run)\n\n");
     auto row = [](const char* what, double v, double goal, bool le, const char* unit) {
+      if (!(v > 0)) return;  // not run (--benchmark_filter)
       bool met = le ? v <= goal : v >= goal;
       std::printf("  %-46s %10.2f %-3s goal %s %-8.3g %s\n", what, v, unit, le ? "<=" : ">=", goal,
                   met ? "met" : "MISSED");
@@ -223,6 +238,10 @@ class TableReporter final : public benchmark::ConsoleReporter {
       row("SameCoreRoundTrip / PlainCall", get("BM_SameCoreRoundTrip") / plain, 10, true, "x");
     if (raw > 0)
       row("CrossCoreRoundTrip / RawPingPong", get("BM_CrossCoreRoundTrip") / raw, 1.5, true, "x");
+    if (double two = get("BM_RawPingPongTwoLines"); two > 0) {
+      std::printf("  %-46s %10.2f x   (reference: request and reply on separate lines)\n",
+                  "CrossCoreRoundTrip / RawPingPongTwoLines", get("BM_CrossCoreRoundTrip") / two);
+    }
     if (mc > 0) {
       row("CrossCoreRoundTripIdle(msg_ring) / MutexCondvar",
           get("BM_CrossCoreRoundTripIdle/msg_ring") / mc, 0.5, true, "x");

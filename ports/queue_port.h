@@ -71,19 +71,28 @@ class BasicQueuePort : public Port {
   // *slot then holds the next message, or nullptr when the port is closed and empty.
   bool park_owner(Waiter& w, Message** slot) noexcept;
 
+ protected:
+  // A port that belongs to one context from the start.
+  explicit BasicQueuePort(Context* owner) noexcept : context_(owner) {}
+  Context* bound_context() const noexcept { return context_; }
+
  private:
   // Queue m or hand it to the parked owner; returns the owner to wake (after unlocking).
   Waiter* deliver_locked(Message& m) noexcept;
   void check_context() const noexcept;
 
-  mutable Lock lock_;
+  // Read by senders on other threads (the vtable pointer above, and context_) on a line of its
+  // own, apart from the queue state the owner writes for every message.
+  // LocalPort: the one context it is used from (checked in debug builds; the member is always
+  // there, so that code built with and without NDEBUG agrees on the layout). A port bound to a
+  // context at construction (the runtime's ThreadPort) keeps its owner here.
+  mutable Context* context_ = nullptr;
+
+  alignas(64) mutable Lock lock_;
   MsgQueue queue_;
   Waiter* owner_ = nullptr;
   Message** owner_slot_ = nullptr;
   std::atomic<bool> closed_{false};  // written under lock_; read without it by closed()
-  // LocalPort: the one context it is used from (checked in debug builds; the member is always
-  // there, so that code built with and without NDEBUG agrees on the layout).
-  mutable Context* context_ = nullptr;
 };
 
 extern template class BasicQueuePort<SpinLock>;

@@ -11,12 +11,16 @@
 // and destroys it when the Task object goes away; destroying a Task that is suspended (parked on
 // a message) destroys the frame with it, so keep it until it is done.
 //
-// Frames are allocated with operator new; nothing else here allocates. The runtime layer builds
-// its lightweight threads on this type.
+// Frames are allocated with operator new, each on cache lines of its own (64-byte aligned, size
+// rounded up): two coroutines running on different cores never share a line by accident of the
+// allocator. Nothing else here allocates. The runtime layer builds its lightweight threads on
+// this type.
 #pragma once
 
 #include <coroutine>
+#include <cstddef>
 #include <exception>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <type_traits>
@@ -32,7 +36,19 @@ class Task;
 
 namespace detail {
 
-struct TaskPromiseBase {
+// A promise base whose coroutine frames start on a cache line and fill whole lines.
+struct LineAlignedFrame {
+  static constexpr std::size_t kLine = 64;
+  static std::size_t lines(std::size_t n) noexcept { return (n + kLine - 1) & ~(kLine - 1); }
+  static void* operator new(std::size_t n) {
+    return ::operator new (lines(n), std::align_val_t{kLine});
+  }
+  static void operator delete(void* p, std::size_t n) noexcept {
+    ::operator delete (p, lines(n), std::align_val_t{kLine});
+  }
+};
+
+struct TaskPromiseBase : LineAlignedFrame {
   std::coroutine_handle<> continuation;
   std::exception_ptr error;
 

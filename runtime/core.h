@@ -174,8 +174,10 @@ class Core final : public Context {
   const WakeMode wake_mode_;
   std::thread thread_;
 
-  // Ready coroutines scheduled on this core by itself.
-  std::deque<std::coroutine_handle<>> ready_;
+  // Ready coroutines scheduled on this core by itself. The fields above are read by other cores
+  // (the vtable pointer, id_, rt_) and written by nobody once the core runs; from here on the
+  // core's own hot state starts on a cache line of its own.
+  alignas(64) std::deque<std::coroutine_handle<>> ready_;
 
   // Inboxes: one ring per sender core (owned here, written by the sender).
   std::vector<std::unique_ptr<detail::SpscRing<CoreEntry>>> inbox_;

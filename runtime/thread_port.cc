@@ -9,11 +9,15 @@ namespace msgport {
 
 using detail::MsgAccess;
 
-ThreadPort::ThreadPort(Core& owner) : owner_(owner) {}
+ThreadPort::ThreadPort(Core& owner) : BasicQueuePort<NullLock>(&owner) {}
+
+// The owner sits in the base's first cache line, which senders on other cores read and the owner
+// does not write: reading it costs a sender no cache-line transfer.
+Core& ThreadPort::owner() const noexcept { return *static_cast<Core*>(bound_context()); }
 
 ThreadPort::~ThreadPort() = default;
 
-bool ThreadPort::on_owner() const noexcept { return Core::current() == &owner_; }
+bool ThreadPort::on_owner() const noexcept { return Core::current() == bound_context(); }
 
 int ThreadPort::begin_msg(Message& m) {
   if (on_owner()) {
@@ -22,13 +26,13 @@ int ThreadPort::begin_msg(Message& m) {
   }
   // A port whose core has stopped refuses at once. (A closed port on a running core refuses on
   // that core: reading its flag here would pull a cache line the owner writes.)
-  if (owner_.stopped()) return -ECANCELED;
+  if (owner().stopped()) return -ECANCELED;
   // Crossing to another core: the single-context shortcut must not apply to this send. Only the
   // sender's thread holds the message here, so a plain store is enough.
   auto& state = MsgAccess::state(m);
   state.store(state.load(std::memory_order_relaxed) | detail::kForwarded,
               std::memory_order_relaxed);
-  owner_.deliver(CoreEntry{&m, this, CoreEntry::kSend});
+  owner().deliver(CoreEntry{&m, this, CoreEntry::kSend});
   return kAsync;
 }
 
@@ -36,7 +40,7 @@ void ThreadPort::put_reply(Message& m) noexcept {
   if (on_owner()) {
     BasicQueuePort<NullLock>::put_reply(m);
   } else {
-    owner_.deliver(CoreEntry{&m, this, CoreEntry::kReply});
+    owner().deliver(CoreEntry{&m, this, CoreEntry::kReply});
   }
 }
 
@@ -44,7 +48,7 @@ void ThreadPort::abort(Message& m) noexcept {
   if (on_owner()) {
     BasicQueuePort<NullLock>::abort(m);
   } else {
-    owner_.deliver(CoreEntry{&m, this, CoreEntry::kAbort});
+    owner().deliver(CoreEntry{&m, this, CoreEntry::kAbort});
   }
 }
 

@@ -25,7 +25,7 @@ class ThreadPort final : public BasicQueuePort<NullLock> {
   explicit ThreadPort(Core& owner);
   ~ThreadPort() override;
 
-  Core& owner() const noexcept { return owner_; }
+  Core& owner() const noexcept;
 
   int begin_msg(Message& m) override;
   void put_reply(Message& m) noexcept override;
@@ -52,7 +52,6 @@ class ThreadPort final : public BasicQueuePort<NullLock> {
   static void bump(std::atomic<std::uint64_t>& c) noexcept {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
   }
-  Core& owner_;
   std::atomic<std::uint64_t> begun_local_{0};
   std::atomic<std::uint64_t> begun_cross_core_{0};
 };

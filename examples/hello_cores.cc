@@ -75,5 +75,9 @@ int main(int argc, char** argv) {
               served, absl::FormatDuration(took).c_str(), absl::ToDoubleNanoseconds(took) / n,
               wrong);
   std::printf("%s", rt.dump_counters().c_str());
+  for (int c = 0; c < rt.size(); ++c) {
+    std::printf("server port on core %d: %s\n", c,
+                servers[static_cast<std::size_t>(c)].port().counters().to_string().c_str());
+  }
   return wrong == 0 && served == static_cast<long>(n) * rt.size() ? 0 : 1;
 }

@@ -43,8 +43,8 @@ struct LineAlignedFrame {
   static void* operator new(std::size_t n) {
     return ::operator new (lines(n), std::align_val_t{kLine});
   }
-  static void operator delete(void* p, std::size_t n) noexcept {
-    ::operator delete (p, lines(n), std::align_val_t{kLine});
+  static void operator delete(void* p, std::size_t) noexcept {
+    ::operator delete (p, std::align_val_t{kLine});  // unsized: clang has no sized form by default
   }
 };
 

@@ -45,10 +45,11 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
 }  // namespace
 
 std::string CoreCounters::to_string() const {
-  return absl::StrCat(
-      "resumed=", resumed, " sent_cross_core=", sent_cross_core, " received=", received,
-      " overflowed=", overflowed, " wakeups_sent=", wakeups_sent, " wakeups=", wakeups,
-      " loop_turns=", loop_turns, " sleeps=", sleeps, " timers_fired=", timers_fired);
+  return absl::StrCat("resumed=", resumed, " sent_cross_core=", sent_cross_core,
+                      " received=", received, " overflowed=", overflowed, " held_back=", held_back,
+                      " wakeups_sent=", wakeups_sent, " wakeups=", wakeups,
+                      " loop_turns=", loop_turns, " sleeps=", sleeps,
+                      " timers_fired=", timers_fired);
 }
 
 Core::Core(Runtime& rt, int id, int cpu, std::size_t ring_capacity, WakeMode wake)
@@ -153,6 +154,10 @@ bool Core::turn() {
   bump(counters_.received, work);
   // Run what is ready now; what these make ready runs next turn, after the inboxes again.
   for (std::size_t n = ready_.size(); n > 0; --n) {
+    if (backlog_ != 0) {  // backpressure: the producers wait until the rings have room
+      bump(counters_.held_back);
+      break;
+    }
     std::coroutine_handle<> h = ready_.front();
     ready_.pop_front();
     bump(counters_.resumed);
@@ -170,11 +175,11 @@ void Core::process(const CoreEntry& e) {
   switch (e.kind) {
     case CoreEntry::kResume:
       bump(counters_.resumed);
-      std::coroutine_handle<>::from_address(e.ptr).resume();
+      resume_here(std::coroutine_handle<>::from_address(e.ptr));
       break;
     case CoreEntry::kResumeWaiter:
       bump(counters_.resumed);
-      static_cast<CoWaiter*>(e.ptr)->handle().resume();
+      resume_here(static_cast<CoWaiter*>(e.ptr)->handle());
       break;
     case CoreEntry::kSend: {
       // The message was last written on the sender's core and is about to be written here:
@@ -182,8 +187,7 @@ void Core::process(const CoreEntry& e) {
       __builtin_prefetch(e.ptr, 1);
       auto& m = *static_cast<Message*>(e.ptr);
       auto* port = static_cast<ThreadPort*>(e.port);
-      ThreadPort::bump(port->begun_cross_core_);
-      int r = port->BasicQueuePort<NullLock>::begin_msg(m);
+      int r = port->begin_here(m, port->begun_cross_core_);
       if (r != kAsync) reply_msg(m, r);
       break;
     }
@@ -281,6 +285,7 @@ void Core::push_out(int target, const CoreEntry& e) noexcept {
   auto& ring = *outbox_[t];
   if (!spill.empty() || !ring.try_push(e)) {
     spill.push_back(e);  // in order behind what already waits; never dropped
+    ++backlog_;
     bump(counters_.overflowed);
   }
   if (!is_dirty_[t]) {
@@ -297,7 +302,10 @@ void Core::flush_out() noexcept {
     Core& to = *rt_.cores_[t];
     auto& ring = *outbox_[t];
     std::deque<CoreEntry>& spill = overflow_[t];
-    while (!spill.empty() && ring.try_push(spill.front())) spill.pop_front();
+    while (!spill.empty() && ring.try_push(spill.front())) {
+      spill.pop_front();
+      --backlog_;
+    }
     // seq_cst publish, then the receiver's sleeping flag: the sender's half of the handshake.
     if (ring.publish() && to.sleeping_.load(std::memory_order_seq_cst) &&
         to.sleeping_.exchange(false, std::memory_order_seq_cst)) {
@@ -330,7 +338,8 @@ void Core::wake_from(Core* waker) noexcept {
 // ---- sleeping --------------------------------------------------------------------------------
 
 bool Core::has_visible_work() const noexcept {
-  if (!ready_.empty() || stop_.load(std::memory_order_acquire)) return true;
+  // Ready coroutines held back by a backlog are not work: the core waits for ring space.
+  if ((!ready_.empty() && backlog_ == 0) || stop_.load(std::memory_order_acquire)) return true;
   for (const auto& ring : inbox_) {
     if (ring && !ring->empty()) return true;
   }
@@ -493,6 +502,7 @@ CoreCounters Core::counters() const {
   c.sent_cross_core = counters_.sent_cross_core.load(std::memory_order_relaxed);
   c.received = counters_.received.load(std::memory_order_relaxed);
   c.overflowed = counters_.overflowed.load(std::memory_order_relaxed);
+  c.held_back = counters_.held_back.load(std::memory_order_relaxed);
   c.wakeups_sent = counters_.wakeups_sent.load(std::memory_order_relaxed);
   c.wakeups = counters_.wakeups.load(std::memory_order_relaxed);
   c.loop_turns = counters_.loop_turns.load(std::memory_order_relaxed);

@@ -10,9 +10,18 @@
 //     ring is reading; see WakeMode).
 //
 // Cross-core traffic is a CoreEntry: resume a coroutine, or send / reply / abort a message at a
-// port this core owns. Entries from one core to another are handled in the order sent. When the
-// ring to a core is full, entries wait in the sending core's overflow queue (in order, never
-// dropped) and move to the ring as the receiver drains it; the counters report it.
+// port this core owns. Entries from one core to another are handled in the order sent.
+//
+// A full ring is backpressure, never loss. An entry that finds the ring to its core full waits in
+// the sending core's overflow queue, in order behind any others, and moves to the ring as the
+// receiver drains it. While any entry waits (backlog() > 0) the sending core holds back its
+// producers: it resumes no coroutine from its run queue (nor a coroutine another core woke, nor a
+// sleeper whose timer fired) until the backlog is gone. It keeps draining its own inboxes, firing
+// timers and reaping completions, so the receivers it waits for make progress too and two cores
+// that fill each other's rings never wait on each other. What still runs while held back is work
+// that arrived: a reply resumes its parked sender at once, as always. The backlog is therefore
+// bounded by what one coroutine sends before it suspends plus what arrives meanwhile, and the
+// counters show when it happened (overflowed, held_back).
 //
 // Idle cores sleep; a core that publishes to a sleeping core wakes it. The handshake is the
 // classic store-load pair: the sleeper stores `sleeping` then checks its inboxes, the sender
@@ -30,6 +39,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,6 +80,7 @@ struct CoreCounters {
   std::uint64_t sent_cross_core = 0;  // entries this core sent to other cores
   std::uint64_t received = 0;         // entries this core received from other cores / threads
   std::uint64_t overflowed = 0;       // entries that waited in an overflow queue (ring full)
+  std::uint64_t held_back = 0;        // turns the run queue waited for ring space (backpressure)
   std::uint64_t wakeups_sent = 0;     // sleeping cores this core woke
   std::uint64_t wakeups = 0;          // times this core was woken from sleep
   std::uint64_t loop_turns = 0;
@@ -121,6 +132,20 @@ class Core final : public Context {
   // How long this core polls before it sleeps (RuntimeOptions::poll_before_sleep by default).
   void set_poll_before_sleep(absl::Duration d) noexcept {
     poll_ns_.store(absl::ToInt64Nanoseconds(d), std::memory_order_relaxed);
+  }
+
+  // Entries waiting for space in a full ring to another core (on this core's thread only). While
+  // it is not zero the core holds back its producers (see the top of this file).
+  std::size_t backlog() const noexcept { return backlog_; }
+
+  // On this core's thread: resume h now, or, while the core holds back (backlog() > 0), queue it
+  // on the run queue behind the backlog.
+  void resume_here(std::coroutine_handle<> h) noexcept {
+    if (backlog_ == 0) {
+      h.resume();
+    } else {
+      ready_.push_back(h);
+    }
   }
 
   // Timers (on this core's thread only).
@@ -187,6 +212,7 @@ class Core final : public Context {
   std::vector<std::deque<CoreEntry>> overflow_;
   std::vector<int> dirty_;
   std::vector<char> is_dirty_;
+  std::size_t backlog_ = 0;  // entries in overflow_, all targets
 
   // From threads that are not cores.
   std::mutex foreign_mu_;
@@ -214,8 +240,17 @@ class Core final : public Context {
   // Counters: written by this core only; read by anyone (relaxed).
   struct alignas(64) AtomicCounters {
     std::atomic<std::uint64_t> resumed{0}, sent_cross_core{0}, received{0}, overflowed{0},
-        wakeups_sent{0}, wakeups{0}, loop_turns{0}, sleeps{0}, timers_fired{0};
+        held_back{0}, wakeups_sent{0}, wakeups{0}, loop_turns{0}, sleeps{0}, timers_fired{0};
   } counters_;
 };
+
+namespace detail {
+// The calling thread's core; std::logic_error naming `what` on a thread that is not a core.
+inline Core& current_core_or_throw(const char* what) {
+  Core* c = Core::current();
+  if (c == nullptr) throw std::logic_error(std::string("msgport: ") + what + " outside a core");
+  return *c;
+}
+}  // namespace detail
 
 }  // namespace msgport

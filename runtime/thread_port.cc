@@ -2,6 +2,7 @@
 
 #include <cerrno>
 
+#include "absl/strings/str_cat.h"
 #include "ports/ops.h"
 #include "runtime/core.h"
 
@@ -19,14 +20,30 @@ ThreadPort::~ThreadPort() = default;
 
 bool ThreadPort::on_owner() const noexcept { return Core::current() == bound_context(); }
 
-int ThreadPort::begin_msg(Message& m) {
-  if (on_owner()) {
-    bump(begun_local_);
-    return BasicQueuePort<NullLock>::begin_msg(m);
+std::string ThreadPort::Counters::to_string() const {
+  return absl::StrCat("begun_local=", begun_local, " begun_cross_core=", begun_cross_core,
+                      " queued=", queued, " refused=", refused);
+}
+
+int ThreadPort::begin_here(Message& m, std::atomic<std::uint64_t>& begun) {
+  bump(begun);
+  int r = BasicQueuePort<NullLock>::begin_msg(m);
+  if (r == kAsync) {
+    if (m.flags() & kMsgQueued) bump(queued_);
+  } else if (r == -ECANCELED) {
+    refused_.fetch_add(1, std::memory_order_relaxed);
   }
+  return r;
+}
+
+int ThreadPort::begin_msg(Message& m) {
+  if (on_owner()) return begin_here(m, begun_local_);
   // A port whose core has stopped refuses at once. (A closed port on a running core refuses on
   // that core: reading its flag here would pull a cache line the owner writes.)
-  if (owner().stopped()) return -ECANCELED;
+  if (owner().stopped()) {
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    return -ECANCELED;
+  }
   // Crossing to another core: the single-context shortcut must not apply to this send. Only the
   // sender's thread holds the message here, so a plain store is enough.
   auto& state = MsgAccess::state(m);

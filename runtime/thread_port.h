@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 #include "ports/queue_port.h"
 
@@ -35,25 +36,37 @@ class ThreadPort final : public BasicQueuePort<NullLock> {
   // On the owning core: refuse new messages and reply every queued request -ECANCELED.
   void cancel_queued() noexcept;
 
-  // Messages begun at this port: sent from its own core, and sent from other cores (or threads).
-  // Counted on the owning core; readable from anywhere.
+  // What this port did with the messages sent to it. Counted on the owning core (refused also on
+  // senders' cores); readable from anywhere, a snapshot.
   struct Counters {
-    std::uint64_t begun_local = 0;
-    std::uint64_t begun_cross_core = 0;
+    std::uint64_t begun_local = 0;       // sent from its own core: the agent ran in the sender's
+                                         // context, inline
+    std::uint64_t begun_cross_core = 0;  // sent from another core (or a plain thread): carried
+                                         // over by the runtime and begun on the owning core
+    std::uint64_t queued = 0;            // of those begun, waited in the queue (the thread was
+                                         // busy); the rest went straight to the waiting thread
+    std::uint64_t refused = 0;           // replied -ECANCELED: port closed or its core stopped
+
+    std::string to_string() const;
   };
   Counters counters() const noexcept {
     return {begun_local_.load(std::memory_order_relaxed),
-            begun_cross_core_.load(std::memory_order_relaxed)};
+            begun_cross_core_.load(std::memory_order_relaxed),
+            queued_.load(std::memory_order_relaxed), refused_.load(std::memory_order_relaxed)};
   }
 
  private:
   friend class Core;
   bool on_owner() const noexcept;
+  // On the owning core: begin m here, counted as local or cross-core.
+  int begin_here(Message& m, std::atomic<std::uint64_t>& begun);
   static void bump(std::atomic<std::uint64_t>& c) noexcept {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
   }
   std::atomic<std::uint64_t> begun_local_{0};
   std::atomic<std::uint64_t> begun_cross_core_{0};
+  std::atomic<std::uint64_t> queued_{0};
+  std::atomic<std::uint64_t> refused_{0};  // more than one writer: fetch_add
 };
 
 }  // namespace msgport

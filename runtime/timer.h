@@ -28,29 +28,27 @@
 
 namespace msgport {
 
-namespace detail {
-inline Core& current_core_or_throw(const char* what) {
-  Core* c = Core::current();
-  if (c == nullptr) throw std::logic_error(std::string("msgport: ") + what + " outside a core");
-  return *c;
-}
-}  // namespace detail
-
 class [[nodiscard]] SleepUntil {
  public:
   explicit SleepUntil(absl::Time when) noexcept { timer_.when = when; }
 
   bool await_ready() const noexcept { return timer_.when <= absl::Now(); }
   void await_suspend(std::coroutine_handle<> h) {
+    Core& core = detail::current_core_or_throw("sleep");
     timer_.sleeper = h;
-    timer_.fire = [](CoreTimer* t) noexcept { static_cast<Timer*>(t)->sleeper.resume(); };
-    detail::current_core_or_throw("sleep").arm(timer_);
+    timer_.core = &core;
+    timer_.fire = [](CoreTimer* t) noexcept {
+      auto* self = static_cast<Timer*>(t);
+      self->core->resume_here(self->sleeper);
+    };
+    core.arm(timer_);
   }
   void await_resume() const noexcept {}
 
  private:
   struct Timer : CoreTimer {
     std::coroutine_handle<> sleeper;
+    Core* core = nullptr;
   };
   Timer timer_;
 };

@@ -12,6 +12,7 @@
 
 #include "ports/ports.h"
 #include "runtime/timer.h"
+#include "runtime/yield.h"
 #include "tests/test_support.h"
 
 namespace msgport {
@@ -238,6 +239,50 @@ TEST(CrossCore, AFullRingNeverLosesOrReordersMessages) {
   for (int i = 0; i < n; ++i) ASSERT_EQ(seen[static_cast<std::size_t>(i)], i) << "order kept";
 }
 
+// Backpressure: while core 0 has entries waiting for space in a full ring, it resumes nothing
+// from its run queue. A bystander on core 0 looks at the backlog every time it runs.
+struct Bystander {
+  std::atomic<bool> stop{false};
+  int runs = 0;              // written on core 0 only; read after the join
+  int ran_with_backlog = 0;  // must stay 0
+};
+
+Task<void> bystander(Bystander& b) {
+  while (!b.stop.load(std::memory_order_relaxed)) {
+    ++b.runs;
+    if (Core::current()->backlog() != 0) ++b.ran_with_backlog;
+    co_await yield_now();
+  }
+}
+
+Task<int> flood_beside(ThreadPort& to, int n, Bystander& b) {
+  co_await yield_now();  // the bystander is running
+  int done = co_await flood(to, n);
+  b.stop.store(true, std::memory_order_relaxed);
+  co_return done;
+}
+
+TEST(CrossCore, AFullRingHoldsBackTheSendingCoreUntilThereIsRoom) {
+  RuntimeOptions o = two_cores();
+  o.ring_capacity = 2;
+  Runtime rt(o);
+  auto sink = rt.spawn(1, recorder);
+  Bystander b;
+  auto watcher = rt.spawn(0, bystander(b));
+  const int n = 5000;
+  EXPECT_EQ(rt.block_on(flood_beside(sink.port(), n, b)), n);
+  watcher.join();
+  EXPECT_GT(b.runs, 1);
+  EXPECT_EQ(b.ran_with_backlog, 0) << "a run-queue coroutine ran while entries waited for room";
+  CoreCounters c = rt.counters()[0];
+  EXPECT_GT(c.overflowed, 0u) << "the ring did fill up";
+  EXPECT_GT(c.held_back, 0u) << "and the core held its run queue back";
+  rt.stop(StopMode::kCancel);
+  std::vector<int> seen = sink.join();
+  ASSERT_EQ(seen.size(), static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) ASSERT_EQ(seen[static_cast<std::size_t>(i)], i) << "order kept";
+}
+
 // ---- exactly once, across cores, with aborts --------------------------------------------------
 
 struct Tally {
@@ -393,11 +438,46 @@ TEST(Counters, PortsAndCoresCountWhatTheyDid) {
   ThreadPort::Counters c = server.port().counters();
   EXPECT_EQ(c.begun_cross_core, 100u);
   EXPECT_EQ(c.begun_local, 5u);
+  EXPECT_EQ(c.refused, 0u);
+  EXPECT_LE(c.queued, 105u);
+  EXPECT_NE(c.to_string().find("begun_cross_core=100"), std::string::npos);
   std::string dump = rt.dump_counters();
   EXPECT_NE(dump.find("core 0"), std::string::npos);
   EXPECT_NE(dump.find("sent_cross_core="), std::string::npos);
   EXPECT_GE(rt.counters()[0].sent_cross_core, 100u);
   rt.stop(StopMode::kCancel);
+}
+
+// A server that is busy until three requests wait in its queue, then serves them.
+Task<int> busy_then_serve(LwThread& self) {
+  while (self.port().size() < 3) co_await yield_now();
+  int served = 0;
+  while (Message* m = co_await wait_port(self.port())) {
+    reply_msg(*m, 0);
+    ++served;
+  }
+  co_return served;
+}
+
+Task<void> three_requests(ThreadPort& to) {
+  ValueMsg m[3];
+  for (ValueMsg& one : m) send_msg(to, one);
+  for (ValueMsg& one : m) co_await wait_msg(one);
+}
+
+TEST(Counters, APortCountsWhatWaitedInItsQueueAndWhatItRefused) {
+  Runtime rt(two_cores());
+  auto server = rt.spawn(1, busy_then_serve);
+  rt.block_on(three_requests(server.port()));
+  ThreadPort::Counters c = server.port().counters();
+  EXPECT_EQ(c.begun_cross_core, 3u);
+  EXPECT_EQ(c.queued, 3u) << "the server was busy: all three waited in its queue";
+  EXPECT_EQ(c.refused, 0u);
+  rt.stop(StopMode::kCancel);
+  EXPECT_EQ(server.join(), 3);
+  ValueMsg late;
+  EXPECT_EQ(do_msg_blocking(server.port(), late), -ECANCELED);
+  EXPECT_EQ(server.port().counters().refused, 1u);
 }
 
 // drop_msg cannot take a message out of another core's queue synchronously: it says so, and the

@@ -253,4 +253,8 @@ inline Core& current_core_or_throw(const char* what) {
 }
 }  // namespace detail
 
+// The core the caller runs on (DragonFly's mycpu): from a lightweight thread, its core. On a
+// thread that is not a core it throws std::logic_error.
+inline Core& this_core() { return detail::current_core_or_throw("this_core()"); }
+
 }  // namespace msgport

@@ -57,7 +57,10 @@ enum class StopMode { kDrain, kCancel };
 
 class Runtime;
 
-// A lightweight thread's own parts: its core and its thread port.
+// A lightweight thread's own parts: its core and its thread port. As in DragonFly (td_msgport)
+// the thread port is both where requests to the thread queue and the thread's reply port:
+// m.set_reply_port(&self.port()) brings m's reply back there, from any core, and wait_port
+// returns it (done) among the requests.
 class LwThread {
  public:
   Core& core() const noexcept { return core_; }

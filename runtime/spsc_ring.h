@@ -64,8 +64,10 @@ class SpscRing {
   }
 
   // Consumer, about to sleep: is anything published? seq_cst: the sleep handshake's other half.
+  // (The consumer may already have taken entries pushed but not yet published: head ahead of the
+  // published count is empty too.)
   bool empty() const noexcept {
-    return tail_.load(std::memory_order_seq_cst) == head_.load(std::memory_order_relaxed) &&
+    return tail_.load(std::memory_order_seq_cst) <= head_.load(std::memory_order_relaxed) &&
            !ready();
   }
 

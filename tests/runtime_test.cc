@@ -32,9 +32,11 @@ Task<int> answer() { co_return 42; }
 TEST(Runtime, BlockOnRunsATaskOnCoreZero) {
   Runtime rt(two_cores());
   EXPECT_EQ(rt.size(), 2);
-  auto on_core = []() -> Task<int> { co_return Core::current()->id(); };
+  auto on_core = []() -> Task<int> { co_return this_core().id(); };
   EXPECT_EQ(rt.block_on(answer()), 42);
   EXPECT_EQ(rt.block_on(on_core()), 0);
+  EXPECT_EQ(rt.spawn(1, on_core()).join(), 1);
+  EXPECT_THROW(this_core(), std::logic_error) << "main is not a core";
   rt.stop();
 }
 
@@ -225,18 +227,58 @@ Task<int> flood(ThreadPort& to, int n) {
   co_return done;
 }
 
-TEST(CrossCore, AFullRingNeverLosesOrReordersMessages) {
+// Two cores whose rings hold two entries each: a burst of sends overflows at once.
+RuntimeOptions tiny_rings() {
   RuntimeOptions o = two_cores();
   o.ring_capacity = 2;
-  Runtime rt(o);
+  return o;
+}
+
+// The recorder saw 0, 1, ..., n-1: nothing lost, nothing reordered.
+void expect_all_in_order(const std::vector<int>& seen, int n) {
+  ASSERT_EQ(seen.size(), static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) ASSERT_EQ(seen[static_cast<std::size_t>(i)], i) << "order kept";
+}
+
+TEST(CrossCore, AFullRingNeverLosesOrReordersMessages) {
+  Runtime rt(tiny_rings());
   auto sink = rt.spawn(1, recorder);
   const int n = 5000;
   EXPECT_EQ(rt.block_on(flood(sink.port(), n)), n);
   EXPECT_GT(rt.counters()[0].overflowed, 0u) << "the ring did fill up";
   rt.stop(StopMode::kCancel);
-  std::vector<int> seen = sink.join();
-  ASSERT_EQ(seen.size(), static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) ASSERT_EQ(seen[static_cast<std::size_t>(i)], i) << "order kept";
+  expect_all_in_order(sink.join(), n);
+}
+
+// A lightweight thread's port is also its reply port (DragonFly's td_msgport): replies from
+// another core come back through the ring and are queued there, in the order replied, each once.
+Task<std::vector<int>> collect_replies(LwThread& self, ThreadPort& server, int n) {
+  std::vector<ValueMsg> msgs(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    ValueMsg& m = msgs[static_cast<std::size_t>(i)];
+    m.value = i;
+    m.set_reply_port(&self.port());
+    send_msg(server, m);
+  }
+  std::vector<int> results;
+  while (results.size() < msgs.size()) {
+    Message* r = co_await wait_port(self.port());
+    if (r == nullptr || !r->done()) co_return std::vector<int>{-1};  // only replies come here
+    results.push_back(r->result() / 2);  // the doubler's answer: value * 2
+  }
+  if (self.port().size() != 0) results.push_back(-2);  // nothing twice
+  co_return results;
+}
+
+TEST(CrossCore, RepliesQueueOnTheSendersThreadPortInOrder) {
+  Runtime rt(two_cores());
+  auto server = rt.spawn(1, doubler);
+  const int n = 1000;
+  auto client =
+      rt.spawn(0, [&server](LwThread& self) { return collect_replies(self, server.port(), n); });
+  expect_all_in_order(client.join(), n);
+  rt.stop(StopMode::kCancel);
+  EXPECT_EQ(server.join(), n);
 }
 
 // Backpressure: while core 0 has entries waiting for space in a full ring, it resumes nothing
@@ -263,9 +305,7 @@ Task<int> flood_beside(ThreadPort& to, int n, Bystander& b) {
 }
 
 TEST(CrossCore, AFullRingHoldsBackTheSendingCoreUntilThereIsRoom) {
-  RuntimeOptions o = two_cores();
-  o.ring_capacity = 2;
-  Runtime rt(o);
+  Runtime rt(tiny_rings());
   auto sink = rt.spawn(1, recorder);
   Bystander b;
   auto watcher = rt.spawn(0, bystander(b));
@@ -278,9 +318,7 @@ TEST(CrossCore, AFullRingHoldsBackTheSendingCoreUntilThereIsRoom) {
   EXPECT_GT(c.overflowed, 0u) << "the ring did fill up";
   EXPECT_GT(c.held_back, 0u) << "and the core held its run queue back";
   rt.stop(StopMode::kCancel);
-  std::vector<int> seen = sink.join();
-  ASSERT_EQ(seen.size(), static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) ASSERT_EQ(seen[static_cast<std::size_t>(i)], i) << "order kept";
+  expect_all_in_order(sink.join(), n);
 }
 
 // ---- exactly once, across cores, with aborts --------------------------------------------------

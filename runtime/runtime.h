@@ -79,7 +79,7 @@ namespace detail {
 
 // The coroutine that runs one lightweight thread's task on its core; it frees itself at the end.
 struct LwRunner {
-  struct promise_type : LineAlignedFrame {
+  struct promise_type : LineIsolatedFrame {
     LwRunner get_return_object() noexcept {
       return {std::coroutine_handle<promise_type>::from_promise(*this)};
     }

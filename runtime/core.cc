@@ -337,9 +337,14 @@ void Core::wake_from(Core* waker) noexcept {
 
 // ---- sleeping --------------------------------------------------------------------------------
 
-bool Core::has_visible_work() const noexcept {
-  // Ready coroutines held back by a backlog are not work: the core waits for ring space.
+bool Core::has_visible_work() noexcept {
+  // Ready coroutines held back by a backlog are not work: the core waits for ring space, and
+  // ring space for its backlog is.
   if ((!ready_.empty() && backlog_ == 0) || stop_.load(std::memory_order_acquire)) return true;
+  for (int target : dirty_) {
+    auto t = static_cast<std::size_t>(target);
+    if (!overflow_[t].empty() && outbox_[t]->has_room()) return true;
+  }
   for (const auto& ring : inbox_) {
     if (ring && !ring->empty()) return true;
   }

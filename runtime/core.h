@@ -189,7 +189,7 @@ class Core final : public Context {
   std::size_t fire_timers();
   void heap_up(std::size_t i) noexcept;
   void heap_down(std::size_t i) noexcept;
-  bool has_visible_work() const noexcept;
+  bool has_visible_work() noexcept;
 
   static inline thread_local Core* current_ = nullptr;
 

@@ -48,6 +48,13 @@ class SpscRing {
     return true;
   }
 
+  // Producer: can try_push() succeed now? (A producer waiting for the consumer polls this.)
+  bool has_room() noexcept {
+    if (write_ - head_cache_ <= mask_) return true;
+    head_cache_ = head_.load(std::memory_order_acquire);
+    return write_ - head_cache_ <= mask_;
+  }
+
   // Producer: makes every pushed entry visible, in order (each slot's sequence number), then
   // records (seq_cst) how far it has published, for a consumer about to sleep. Returns whether
   // there was anything new. Publishing a batch at once, rather than each entry as it is pushed,

@@ -41,6 +41,11 @@ class Context {
   // The calling thread's context, or nullptr.
   static Context* current() noexcept { return current_; }
 
+  // True while the context holds back resumptions (the runtime's backpressure: a core whose
+  // rings to other cores are full). A waiter woken on its own context then does not resume
+  // inline but is posted, to run once the context lets go.
+  bool holding() const noexcept { return holding_; }
+
   // Makes `ctx` the calling thread's context for the lifetime of the guard.
   class Bind {
    public:
@@ -55,9 +60,12 @@ class Context {
 
  protected:
   ~Context() = default;
+  // Only the context's own thread sets it, and reads it through holding().
+  void set_holding(bool on) noexcept { holding_ = on; }
 
  private:
   static inline thread_local Context* current_ = nullptr;
+  bool holding_ = false;
 };
 
 enum class Wake { kDirect, kScheduled };
@@ -106,7 +114,8 @@ class CoWaiter final : public Waiter {
     auto* self = static_cast<CoWaiter*>(w);
     // Read both before resuming: the coroutine owns this record and may reuse it.
     Context* home = self->home();
-    if (home == nullptr || (how == Wake::kDirect && home == Context::current())) {
+    if (home == nullptr ||
+        (how == Wake::kDirect && home == Context::current() && !home->holding())) {
       self->handle().resume();
     } else {
       home->post(*self);

@@ -48,9 +48,7 @@ struct LineIsolatedFrame {
   static void* operator new(std::size_t n) {
     return static_cast<char*>(::operator new(block(n))) + kPad;
   }
-  static void operator delete(void* p, std::size_t) noexcept {
-    ::operator delete(static_cast<char*>(p) - kPad);
-  }
+  static void operator delete(void* p) noexcept { ::operator delete(static_cast<char*>(p) - kPad); }
 };
 
 struct TaskPromiseBase : LineIsolatedFrame {

@@ -275,6 +275,13 @@ void Core::seal() noexcept {
   for (auto& ring : inbox_) {
     if (ring) ring->drain([&left](const CoreEntry& e) { left.push_back(e); });
   }
+  // What this core had sent that still waited for ring space never reached its receiver.
+  for (std::deque<CoreEntry>& spill : overflow_) {
+    left.insert(left.end(), spill.begin(), spill.end());
+    spill.clear();
+  }
+  backlog_ = 0;
+  set_holding(false);
   for (const CoreEntry& e : left) refuse(e);
 }
 
@@ -284,8 +291,8 @@ void Core::push_out(int target, const CoreEntry& e) noexcept {
   std::deque<CoreEntry>& spill = overflow_[t];
   auto& ring = *outbox_[t];
   if (!spill.empty() || !ring.try_push(e)) {
-    spill.push_back(e);  // in order behind what already waits; never dropped
-    ++backlog_;
+    spill.push_back(e);                      // in order behind what already waits; never dropped
+    if (backlog_++ == 0) set_holding(true);  // direct wake-ups on this core now queue too
     bump(counters_.overflowed);
   }
   if (!is_dirty_[t]) {
@@ -304,7 +311,7 @@ void Core::flush_out() noexcept {
     std::deque<CoreEntry>& spill = overflow_[t];
     while (!spill.empty() && ring.try_push(spill.front())) {
       spill.pop_front();
-      --backlog_;
+      if (--backlog_ == 0) set_holding(false);
     }
     // seq_cst publish, then the receiver's sleeping flag: the sender's half of the handshake.
     if (ring.publish() && to.sleeping_.load(std::memory_order_seq_cst) &&
@@ -337,7 +344,7 @@ void Core::wake_from(Core* waker) noexcept {
 
 // ---- sleeping --------------------------------------------------------------------------------
 
-bool Core::has_visible_work() noexcept {
+bool Core::has_visible_work(bool about_to_sleep) noexcept {
   // Ready coroutines held back by a backlog are not work: the core waits for ring space, and
   // ring space for its backlog is.
   if ((!ready_.empty() && backlog_ == 0) || stop_.load(std::memory_order_acquire)) return true;
@@ -346,7 +353,7 @@ bool Core::has_visible_work() noexcept {
     if (!overflow_[t].empty() && outbox_[t]->has_room()) return true;
   }
   for (const auto& ring : inbox_) {
-    if (ring && !ring->empty()) return true;
+    if (ring && (about_to_sleep ? !ring->empty() : ring->ready())) return true;
   }
   if (foreign_pending_.load(std::memory_order_seq_cst) != 0) return true;
   return io_uring_cq_ready(&ring_) != 0;
@@ -367,7 +374,7 @@ void Core::idle() {
     // The clock is read every 64 rounds, the first time after 64 (a reply often lands sooner).
     absl::Time until = absl::InfinitePast();
     for (unsigned i = 1;; ++i) {
-      if (has_visible_work()) return;
+      if (has_visible_work(false)) return;
       if (i % 64 == 0) {
         absl::Time now = absl::Now();
         if (i == 64) {
@@ -383,7 +390,7 @@ void Core::idle() {
   }
   arm_eventfd_read();
   sleeping_.store(true, std::memory_order_seq_cst);
-  if (has_visible_work()) {
+  if (has_visible_work(true)) {
     sleeping_.store(false, std::memory_order_relaxed);
     return;
   }

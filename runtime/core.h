@@ -15,13 +15,14 @@
 // A full ring is backpressure, never loss. An entry that finds the ring to its core full waits in
 // the sending core's overflow queue, in order behind any others, and moves to the ring as the
 // receiver drains it. While any entry waits (backlog() > 0) the sending core holds back its
-// producers: it resumes no coroutine from its run queue (nor a coroutine another core woke, nor a
-// sleeper whose timer fired) until the backlog is gone. It keeps draining its own inboxes, firing
-// timers and reaping completions, so the receivers it waits for make progress too and two cores
-// that fill each other's rings never wait on each other. What still runs while held back is work
-// that arrived: a reply resumes its parked sender at once, as always. The backlog is therefore
-// bounded by what one coroutine sends before it suspends plus what arrives meanwhile, and the
-// counters show when it happened (overflowed, held_back).
+// producers: no coroutine resumes on it until the backlog is gone. Not from the run queue, not
+// one another core woke, not a sleeper whose timer fired, and not one a reply on this core would
+// resume directly (Context::holding(): the waiter is queued instead). The core keeps draining
+// its own inboxes, firing timers and reaping completions, so the receivers it waits for make
+// progress too, and two cores that fill each other's rings never wait on each other. The backlog
+// is therefore bounded by what the running coroutine sends before it suspends, plus what the
+// core's own loop sends meanwhile (replies and aborts, for the entries it receives and the
+// deadlines that expire), and the counters show when it happened (overflowed, held_back).
 //
 // Idle cores sleep; a core that publishes to a sleeping core wakes it. The handshake is the
 // classic store-load pair: the sleeper stores `sleeping` then checks its inboxes, the sender
@@ -189,7 +190,9 @@ class Core final : public Context {
   std::size_t fire_timers();
   void heap_up(std::size_t i) noexcept;
   void heap_down(std::size_t i) noexcept;
-  bool has_visible_work() noexcept;
+  // Is there anything to do? While polling, each inbox ring is looked at through the one slot it
+  // fills next; about to sleep (after storing sleeping_), through its published count, seq_cst.
+  bool has_visible_work(bool about_to_sleep) noexcept;
 
   static inline thread_local Core* current_ = nullptr;
 

@@ -45,7 +45,11 @@ class ThreadPort final : public BasicQueuePort<NullLock> {
                                          // over by the runtime and begun on the owning core
     std::uint64_t queued = 0;            // of those begun, waited in the queue (the thread was
                                          // busy); the rest went straight to the waiting thread
-    std::uint64_t refused = 0;           // replied -ECANCELED: port closed or its core stopped
+    std::uint64_t refused = 0;           // answered -ECANCELED at once: the port was closed,
+                                         // its core had stopped, or the sender had already
+                                         // aborted the message (not counted: sends still in a
+                                         // ring when the runtime stopped, which the stopping
+                                         // core replies -ECANCELED itself)
 
     std::string to_string() const;
   };

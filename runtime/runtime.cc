@@ -119,12 +119,17 @@ void Runtime::stop(StopMode mode) {
   // On each core, close its thread ports: new messages are refused (-ECANCELED). Drain: what is
   // queued is still served, then wait_port returns nullptr and servers end. Cancel: what is
   // queued is replied -ECANCELED at once.
+  // The threads are kept alive until their cores have closed their ports: one may end meanwhile.
+  std::vector<std::shared_ptr<detail::LwStateBase>> alive;
   std::vector<ThreadPort*> ports;
   {
     std::lock_guard lock(threads_mu_);
-    for (auto& t : threads_) ports.push_back(&t->port());
+    alive = threads_;
   }
+  for (auto& t : alive) ports.push_back(&t->port());
   close_ports(ports, mode == StopMode::kCancel);
+  ports.clear();
+  alive.clear();
   if (mode == StopMode::kCancel) {
     // Senders woken with -ECANCELED run on; threads still parked when all is quiet are destroyed
     // below.

@@ -45,11 +45,12 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
 }  // namespace
 
 std::string CoreCounters::to_string() const {
-  return absl::StrCat("resumed=", resumed, " sent_cross_core=", sent_cross_core,
-                      " received=", received, " overflowed=", overflowed, " held_back=", held_back,
-                      " wakeups_sent=", wakeups_sent, " wakeups=", wakeups,
-                      " loop_turns=", loop_turns, " sleeps=", sleeps,
-                      " timers_fired=", timers_fired);
+  return absl::StrCat(
+      "begun_local=", begun_local, " begun_cross_core=", begun_cross_core, " queued=", queued,
+      " resumed=", resumed, " sent_cross_core=", sent_cross_core, " received=", received,
+      " overflowed=", overflowed, " held_back=", held_back, " wakeups_sent=", wakeups_sent,
+      " wakeups=", wakeups, " loop_turns=", loop_turns, " sleeps=", sleeps,
+      " timers_fired=", timers_fired);
 }
 
 Core::Core(Runtime& rt, int id, int cpu, std::size_t ring_capacity, WakeMode wake)
@@ -187,7 +188,7 @@ void Core::process(const CoreEntry& e) {
       __builtin_prefetch(e.ptr, 1);
       auto& m = *static_cast<Message*>(e.ptr);
       auto* port = static_cast<ThreadPort*>(e.port);
-      int r = port->begin_here(m, port->begun_cross_core_);
+      int r = port->begin_here(m, /*cross_core=*/true);
       if (r != kAsync) reply_msg(m, r);
       break;
     }
@@ -510,6 +511,9 @@ std::size_t Core::fire_timers() {
 
 CoreCounters Core::counters() const {
   CoreCounters c;
+  c.begun_local = counters_.begun_local.load(std::memory_order_relaxed);
+  c.begun_cross_core = counters_.begun_cross_core.load(std::memory_order_relaxed);
+  c.queued = counters_.queued.load(std::memory_order_relaxed);
   c.resumed = counters_.resumed.load(std::memory_order_relaxed);
   c.sent_cross_core = counters_.sent_cross_core.load(std::memory_order_relaxed);
   c.received = counters_.received.load(std::memory_order_relaxed);

@@ -77,6 +77,11 @@ struct CoreEntry {
 
 // Counters of one core. Snapshot with Core::counters(); printable with to_string().
 struct CoreCounters {
+  // Messages begun at the thread ports this core owns (the sum of their ThreadPort::Counters):
+  std::uint64_t begun_local = 0;       // sent from this core: the agent ran inline, in the sender
+  std::uint64_t begun_cross_core = 0;  // sent from other cores (or threads), carried over here
+  std::uint64_t queued = 0;            // of those, waited in a port's queue (its thread busy)
+  // The scheduler:
   std::uint64_t resumed = 0;          // coroutines resumed by the scheduler (run queue, inbox)
   std::uint64_t sent_cross_core = 0;  // entries this core sent to other cores
   std::uint64_t received = 0;         // entries this core received from other cores / threads
@@ -173,6 +178,7 @@ class Core final : public Context {
 
  private:
   friend class Runtime;
+  friend class ThreadPort;  // counts messages begun at this core's ports
   Core(Runtime& rt, int id, int cpu, std::size_t ring_capacity, WakeMode wake);
 
   void start();
@@ -242,6 +248,7 @@ class Core final : public Context {
 
   // Counters: written by this core only; read by anyone (relaxed).
   struct alignas(64) AtomicCounters {
+    std::atomic<std::uint64_t> begun_local{0}, begun_cross_core{0}, queued{0};
     std::atomic<std::uint64_t> resumed{0}, sent_cross_core{0}, received{0}, overflowed{0},
         held_back{0}, wakeups_sent{0}, wakeups{0}, loop_turns{0}, sleeps{0}, timers_fired{0};
   } counters_;

@@ -25,11 +25,16 @@ std::string ThreadPort::Counters::to_string() const {
                       " queued=", queued, " refused=", refused);
 }
 
-int ThreadPort::begin_here(Message& m, std::atomic<std::uint64_t>& begun) {
-  bump(begun);
+int ThreadPort::begin_here(Message& m, bool cross_core) {
+  Core::AtomicCounters& core = owner().counters_;
+  bump(cross_core ? begun_cross_core_ : begun_local_);
+  bump(cross_core ? core.begun_cross_core : core.begun_local);
   int r = BasicQueuePort<NullLock>::begin_msg(m);
   if (r == kAsync) {
-    if (m.flags() & kMsgQueued) bump(queued_);
+    if (m.flags() & kMsgQueued) {
+      bump(queued_);
+      bump(core.queued);
+    }
   } else if (r == -ECANCELED) {
     refused_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -37,7 +42,7 @@ int ThreadPort::begin_here(Message& m, std::atomic<std::uint64_t>& begun) {
 }
 
 int ThreadPort::begin_msg(Message& m) {
-  if (on_owner()) return begin_here(m, begun_local_);
+  if (on_owner()) return begin_here(m, /*cross_core=*/false);
   // A port whose core has stopped refuses at once. (A closed port on a running core refuses on
   // that core: reading its flag here would pull a cache line the owner writes.)
   if (owner().stopped()) {

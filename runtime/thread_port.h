@@ -63,7 +63,7 @@ class ThreadPort final : public BasicQueuePort<NullLock> {
   friend class Core;
   bool on_owner() const noexcept;
   // On the owning core: begin m here, counted as local or cross-core.
-  int begin_here(Message& m, std::atomic<std::uint64_t>& begun);
+  int begin_here(Message& m, bool cross_core);
   static void bump(std::atomic<std::uint64_t>& c) noexcept {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
   }

@@ -599,6 +599,10 @@ TEST(Counters, PortsAndCoresCountWhatTheyDid) {
   EXPECT_NE(dump.find("core 0"), std::string::npos);
   EXPECT_NE(dump.find("sent_cross_core="), std::string::npos);
   EXPECT_GE(rt.counters()[0].sent_cross_core, 100u);
+  CoreCounters one = rt.counters()[1];  // the server's core sums its ports
+  EXPECT_EQ(one.begun_cross_core, 100u);
+  EXPECT_EQ(one.begun_local, 5u);
+  EXPECT_EQ(rt.counters()[0].begun_cross_core + rt.counters()[0].begun_local, 0u);
   rt.stop(StopMode::kCancel);
 }
 
@@ -626,6 +630,7 @@ TEST(Counters, APortCountsWhatWaitedInItsQueueAndWhatItRefused) {
   ThreadPort::Counters c = server.port().counters();
   EXPECT_EQ(c.begun_cross_core, 3u);
   EXPECT_EQ(c.queued, 3u) << "the server was busy: all three waited in its queue";
+  EXPECT_EQ(rt.counters()[1].queued, 3u) << "and its core counts them too";
   EXPECT_EQ(c.refused, 0u);
   rt.stop(StopMode::kCancel);
   EXPECT_EQ(server.join(), 3);

@@ -116,10 +116,15 @@ class CoWaiter final : public Waiter {
     Context* home = self->home();
     if (home == nullptr ||
         (how == Wake::kDirect && home == Context::current() && !home->holding())) {
-      self->handle().resume();
+      self->handle().resume();  // a tail call: nothing to save around it
     } else {
-      home->post(*self);
+      post_home(self, home);
     }
+  }
+  // Out of line, so that the compiler does not inline (and devirtualize) a context's post() into
+  // wake_fn, whose direct path would then save and restore six registers around the resume.
+  [[gnu::noinline]] static void post_home(CoWaiter* self, Context* home) noexcept {
+    home->post(*self);
   }
 
   void* handle_;  // valid once armed

@@ -10,7 +10,8 @@
 // time it parks). Whoever wakes it then does one of two things:
 //
 //   * Wake::kDirect (a reply to a parked sender): resume it at once, no queueing, when the
-//     replier runs on the waiter's home; otherwise hand it to the home's schedule().
+//     replier runs on the waiter's home and the home is not holding back (holding(): the
+//     runtime's backpressure); otherwise hand it to the home's schedule().
 //   * Wake::kScheduled (a message arriving at a port whose owner is parked): hand the owner to
 //     its home's schedule(), even from the home itself, so a send never runs the receiving
 //     lightweight thread inside the sender (DragonFly's putport wakes the thread).

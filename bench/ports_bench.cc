@@ -72,27 +72,17 @@ class SyncPort final : public Port {
   int begin_msg(Message& m) override { return static_cast<ValueMsg&>(m).value * 2 + 1; }
 };
 
-template <class P>
-Task<void> sync_loop(benchmark::State& state, P& port) {
-  ValueMsg m;
-  int i = 0;
-  for (auto _ : state) {
-    m.value = i++;
-    benchmark::DoNotOptimize(co_await do_msg(port, m));
-  }
-}
-
 void BM_SyncMsg(benchmark::State& state) {
   SyncPort concrete;
   Port* port = &concrete;
   benchmark::DoNotOptimize(port);  // type-erased: the compiler may not see SyncPort
-  sync_wait(sync_loop<Port>(state, *port));
+  sync_wait(bench::do_msg_loop<Port>(state, *port));
 }
 BENCHMARK(BM_SyncMsg);
 
 void BM_SyncMsgConcrete(benchmark::State& state) {
   SyncPort port;
-  sync_wait(sync_loop<SyncPort>(state, port));
+  sync_wait(bench::do_msg_loop<SyncPort>(state, port));
 }
 BENCHMARK(BM_SyncMsgConcrete);
 
@@ -134,21 +124,10 @@ class BenchContext final : public Context {
   std::vector<std::coroutine_handle<>> ready_;
 };
 
-template <class QPort>
-Task<void> serve_loop(QPort& port) {
-  while (Message* m = co_await wait_port(port)) {
-    reply_msg(*m, static_cast<ValueMsg*>(m)->value * 2 + 1);
-  }
-}
-
+// The client's loop, then it closes the port so that the server ends.
 template <class QPort>
 Task<void> async_loop(benchmark::State& state, QPort& port) {
-  ValueMsg m;
-  int i = 0;
-  for (auto _ : state) {
-    m.value = i++;
-    benchmark::DoNotOptimize(co_await do_msg(port, m));
-  }
+  co_await bench::do_msg_loop(state, port);
   port.close();
 }
 
@@ -156,7 +135,7 @@ template <class QPort>
 void async_round_trips(benchmark::State& state) {
   BenchContext ctx;
   QPort port;
-  Task<void> server = serve_loop(port);
+  Task<void> server = bench::serve_loop(port);
   Task<void> client = async_loop(state, port);
   {
     Context::Bind bind(&ctx);

@@ -41,20 +41,7 @@ using bench::ValueMsg;
 
 BENCHMARK(bench::BM_PlainCall)->Name("BM_PlainCall");
 
-Task<void> echo_server(LwThread& self) {
-  while (Message* m = co_await wait_port(self.port())) {
-    reply_msg(*m, static_cast<ValueMsg*>(m)->value * 2 + 1);
-  }
-}
-
-Task<void> round_trip_loop(benchmark::State& state, ThreadPort& server) {
-  ValueMsg m;
-  int i = 0;
-  for (auto _ : state) {
-    m.value = i++;
-    benchmark::DoNotOptimize(co_await do_msg(server, m));
-  }
-}
+Task<void> echo_server(LwThread& self) { return bench::serve_loop(self.port()); }
 
 void round_trips(benchmark::State& state, int server_core, RuntimeOptions options,
                  bool target_sleeps = false) {
@@ -63,7 +50,7 @@ void round_trips(benchmark::State& state, int server_core, RuntimeOptions option
   // The target core sleeps as soon as it is idle; the sender's core waits for the reply busy.
   if (target_sleeps) rt.core(server_core).set_poll_before_sleep(absl::ZeroDuration());
   auto server = rt.spawn(server_core, echo_server);
-  rt.block_on(round_trip_loop(state, server.port()));
+  rt.block_on(bench::do_msg_loop(state, server.port()));
   rt.stop(StopMode::kCancel);
 }
 

@@ -60,7 +60,22 @@ Runtime::Runtime(RuntimeOptions options) : options_(options) {
             to->inbox_[static_cast<std::size_t>(from->id())].get();
     }
   }
-  for (auto& c : cores_) c->start();
+  for (auto& c : cores_) {
+    try {
+      c->start();
+    } catch (...) {
+      // A core could not start (its io_uring): stop the ones already running before the error
+      // leaves, or destroying them would wait for threads that never end.
+      for (auto& started : cores_) {
+        started->stop_.store(true, std::memory_order_release);
+        started->wake_from(nullptr);
+      }
+      for (auto& started : cores_) {
+        if (started->thread_.joinable()) started->thread_.join();
+      }
+      throw;
+    }
+  }
 }
 
 Runtime::~Runtime() { stop(StopMode::kCancel); }

@@ -116,6 +116,7 @@ class BenchContext final : public Context {
     while (!ready_.empty()) {
       std::coroutine_handle<> h = ready_.back();
       ready_.pop_back();
+      refill_budget();  // as a runtime core does per resumption (ports/context.h)
       h.resume();
     }
   }

@@ -24,15 +24,23 @@
 #pragma once
 
 #include <coroutine>
+#include <cstdint>
 
 namespace msgport {
 
 class CoWaiter;
+class Message;
 
 class Context {
  public:
   // Run h on this context later. Thread-safe; must not run h inline.
   virtual void schedule(std::coroutine_handle<> h) noexcept = 0;
+
+  // Finish reply_msg(m) on this context later (thread-safe, never inline). Used when a message a
+  // single-context port held here (its sender may park with a plain store, ports/ops.h) is
+  // replied from another thread: a holder that migrated, or handed the message over. The default
+  // cannot, and stops the process with a broken-rule report; the runtime's cores can.
+  virtual void post_reply(Message& m) noexcept;
 
   // Run the coroutine parked in w on this context later (thread-safe, never inline). A context
   // may use the waiter record itself to queue it, so that waking never allocates; the default
@@ -43,9 +51,24 @@ class Context {
   static Context* current() noexcept { return current_; }
 
   // True while the context holds back resumptions (the runtime's backpressure: a core whose
-  // rings to other cores are full). A waiter woken on its own context then does not resume
-  // inline but is posted, to run once the context lets go.
-  bool holding() const noexcept { return holding_; }
+  // rings to other cores are full), or has spent its budget of direct resumptions. A waiter
+  // woken on its own context then does not resume inline but is posted, to run once the context
+  // lets go.
+  bool holding() const noexcept { return holding_ || budget_ == 0; }
+
+  // Direct resumption is a privilege with a budget: a chain of replies resuming waiters inline
+  // (a client and a server on one context answering each other) runs at most kDirectBudget
+  // resumptions; after that, wake-ups are posted and the context's loop gets back to its other
+  // work (inboxes, timers, completions) first. The loop refills the budget (refill_budget).
+  static constexpr std::uint32_t kDirectBudget = 128;
+
+  // For a waker about to resume a waiter of this context inline: false (and nothing spent) when
+  // it must post instead.
+  bool spend_direct() noexcept {
+    if (holding_ || budget_ == 0) return false;
+    --budget_;
+    return true;
+  }
 
   // Makes `ctx` the calling thread's context for the lifetime of the guard.
   class Bind {
@@ -63,10 +86,13 @@ class Context {
   ~Context() = default;
   // Only the context's own thread sets it, and reads it through holding().
   void set_holding(bool on) noexcept { holding_ = on; }
+  // The context's own thread, from its loop: a new budget of direct resumptions.
+  void refill_budget() noexcept { budget_ = kDirectBudget; }
 
  private:
   static inline thread_local Context* current_ = nullptr;
   bool holding_ = false;
+  std::uint32_t budget_ = kDirectBudget;
 };
 
 enum class Wake { kDirect, kScheduled };
@@ -116,7 +142,7 @@ class CoWaiter final : public Waiter {
     // Read both before resuming: the coroutine owns this record and may reuse it.
     Context* home = self->home();
     if (home == nullptr ||
-        (how == Wake::kDirect && home == Context::current() && !home->holding())) {
+        (how == Wake::kDirect && home == Context::current() && home->spend_direct())) {
       self->handle().resume();  // a tail call: nothing to save around it
     } else {
       post_home(self, home);

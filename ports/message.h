@@ -25,6 +25,11 @@
 //
 // Thread-safety: the state word is atomic, so a reply, an abort request and the sender's wait
 // may race from different threads; everything else is touched by the current owner only.
+//
+// Each send is numbered (send()): a request naming a send made earlier (a cross-core abort still
+// on its way when the message was replied and sent again) is recognised as stale and dropped.
+//
+// Size: 72 bytes, a whole number of 8-byte words; nothing in it is allocated.
 #pragma once
 
 #include <atomic>
@@ -110,6 +115,10 @@ class Message : private MsgLink {
   // The port whose agent currently holds the message (its target, or where it was forwarded).
   Port* holder() const noexcept { return holder_.load(std::memory_order_acquire); }
 
+  // Which send of this message is (or was last) in flight: a number the sender's every send
+  // changes. Read it on the sender's side, or where the message is held.
+  std::uint32_t send() const noexcept { return send_; }
+
  private:
   friend class MsgQueue;
   friend struct detail::MsgAccess;
@@ -121,7 +130,9 @@ class Message : private MsgLink {
   std::atomic<Port*> holder_{nullptr};
   Port* reply_port_ = nullptr;
   Waiter* waiter_ = nullptr;             // valid while kMsgParked is set
+  Context* held_on_ = nullptr;           // valid while kHeldLocally is set: the one context
   std::atomic<std::uint32_t> state_{0};  // kMsgSyncHint | kMsgInFlight | kMsgDone | ... | kParked
+  std::uint32_t send_ = 0;               // the sender's count of its sends (send())
   std::uint16_t options_ = 0;            // kMsgPriority | kMsgAbortable | kMsgDropable
   int result_ = 0;
 };

@@ -3,6 +3,11 @@
 // FIFO, except that priority messages (kMsgPriority) go ahead of all non-priority ones, FIFO
 // among themselves. Push, pop and remove are O(1) and allocate nothing: the links live in the
 // message header. Not thread-safe: the owning port guards it.
+//
+// A taken list (MsgQueue(MsgQueue::kTaken)) uses the same links for the requests a port's owner
+// has taken and not yet answered (runtime/thread_port.h keeps one, so that a thread that ends
+// replies what it still holds). reply_msg and forward_msg take a message out of the taken list it
+// is in (leave_taken), on the thread that took it: that thread alone touches its list.
 #pragma once
 
 #include <cstddef>
@@ -14,7 +19,8 @@ namespace msgport {
 
 class MsgQueue {
  public:
-  MsgQueue() noexcept {
+  enum Kind : bool { kQueue = false, kTaken = true };
+  explicit MsgQueue(Kind kind = kQueue) noexcept : taken_(kind) {
     init(prio_);
     init(normal_);
   }
@@ -57,6 +63,31 @@ class MsgQueue {
     return true;
   }
 
+  // The message at address m if it is linked here, found without reading *m (which may be
+  // gone: a stale request names it by address); nullptr if it is not here. O(size()).
+  Message* find(const void* m) noexcept {
+    for (MsgLink* head : {&prio_, &normal_}) {
+      for (MsgLink* l = head->next; l != head; l = l->next) {
+        if (static_cast<const void*>(static_cast<Message*>(l)) == m)
+          return static_cast<Message*>(l);
+      }
+    }
+    return nullptr;
+  }
+
+  // Takes m out of the taken list it is in, if any (reply_msg, forward_msg). m must not sit in a
+  // request or reply queue: such a message is not the replier's to answer.
+  static void leave_taken(Message& m) noexcept {
+    MsgLink* link = &m;
+    const void* q = link->queue.load(std::memory_order_relaxed);
+    if (q == nullptr) return;
+    auto* queue = const_cast<MsgQueue*>(static_cast<const MsgQueue*>(q));
+    MSGPORT_CHECK_RULE(queue->taken_,
+                       "a message waiting in a port's queue is not replied or "
+                       "forwarded: only the agent that took it answers it");
+    queue->unlink(link);
+  }
+
  private:
   static void init(MsgLink& head) noexcept { head.next = head.prev = &head; }
 
@@ -71,6 +102,7 @@ class MsgQueue {
   MsgLink prio_;
   MsgLink normal_;
   std::size_t size_ = 0;
+  bool taken_;
 };
 
 }  // namespace msgport

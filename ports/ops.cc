@@ -6,6 +6,13 @@ using detail::MsgAccess;
 
 void Port::put_reply(Message& m) noexcept { detail::complete(m); }
 
+void Context::post_reply(Message&) noexcept {
+  detail::broken_rule(
+      "a message held by a single-context port (LocalPort) was replied from another thread, and "
+      "that port's context cannot take the reply over (Context::post_reply)",
+      __FILE__, __LINE__);
+}
+
 void Port::abort(Message&) noexcept {}
 
 bool Port::remove_queued(Message&, bool) noexcept { return false; }

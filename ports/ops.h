@@ -52,6 +52,7 @@
 #include "ports/check.h"
 #include "ports/context.h"
 #include "ports/message.h"
+#include "ports/msg_queue.h"
 #include "ports/port.h"
 #include "ports/thread_waiter.h"
 
@@ -80,6 +81,8 @@ struct MsgAccess {
   static Waiter*& waiter(Message& m) noexcept { return m.waiter_; }
   static std::atomic<Port*>& holder(Message& m) noexcept { return m.holder_; }
   static Port* reply_port(const Message& m) noexcept { return m.reply_port_; }
+  static Context*& held_on(Message& m) noexcept { return m.held_on_; }
+  static std::uint32_t& send(Message& m) noexcept { return m.send_; }
 };
 
 // The sender hands m to port's agent. Returns what the agent answered.
@@ -89,11 +92,13 @@ inline int begin(P& port, Message& m, std::uint32_t hint) {
   MSGPORT_CHECK_RULE(!(m.flags() & kMsgQueued),
                      "a message queued on a reply port must be collected before it is sent again");
   MsgAccess::holder(m).store(&port, std::memory_order_relaxed);
+  ++MsgAccess::send(m);  // a new send: requests naming the last one are stale from here on
+  // A plain store: the message is the sender's until the agent runs, nobody else writes it now.
   MsgAccess::state(m).store(kMsgInFlight | hint, std::memory_order_relaxed);
   try {
     return port.begin_msg(m);
   } catch (...) {
-    // An agent that throws did not take the message.
+    // An agent that throws did not take the message: still only the sender's (a plain store).
     MsgAccess::state(m).store(0, std::memory_order_relaxed);
     throw;
   }
@@ -102,8 +107,23 @@ inline int begin(P& port, Message& m, std::uint32_t hint) {
 // The agent acted at once: the sender has the message back. Nobody else ever saw it.
 inline int finish_inline(Message& m, int result) noexcept {
   MsgAccess::result(m) = result;
+  // A plain store: an agent that acted at once never let the message out of the sender's hands.
   MsgAccess::state(m).store(kMsgSyncHint | kMsgInFlight | kMsgDone, std::memory_order_relaxed);
   return result;
+}
+
+// A message held locally (kHeldLocally) on another context than the caller's, and whose sender
+// has not parked yet: the sender may park there with a plain store at any moment, so the reply
+// is finished on that context (Context::post_reply), never here. That happens only when its
+// holder moved (migrated) or handed it to another thread. Once the sender has parked (kParked,
+// published with release) it writes the state no more, and anyone may complete it.
+inline bool reply_elsewhere(Message& m) noexcept {
+  std::uint32_t s = MsgAccess::state(m).load(std::memory_order_acquire);
+  if ((s & (kHeldLocally | kForwarded | kParked)) != kHeldLocally) return false;
+  Context* home = MsgAccess::held_on(m);
+  if (home == Context::current()) return false;
+  home->post_reply(m);
+  return true;
 }
 
 // Completes m (result already stored) and continues a waiter parked on it, if any.
@@ -122,10 +142,14 @@ inline void complete(Message& m) noexcept {
     Context* here = Context::current();
     if (here != nullptr && w->home() == here) {
       MSGPORT_CHECK_RULE(!(s & kMsgDone), "reply_msg: a message is replied exactly once");
+      // A plain store: the sender is parked on this very context, so nobody else writes the
+      // word now (abort_msg runs on the sender's context, the holder is us).
       state.store(s | kMsgDone | kMsgReplied, std::memory_order_relaxed);
       w->wake();
       return;
     }
+  } else if (reply_elsewhere(m)) [[unlikely]] {
+    return;
   }
   s = state.fetch_or(kMsgDone | kMsgReplied, std::memory_order_acq_rel);
   MSGPORT_CHECK_RULE(s & kMsgInFlight, "reply_msg: replying a message nobody sent");
@@ -135,9 +159,10 @@ inline void complete(Message& m) noexcept {
 
 // Parks w on m unless m is already done. true: parked, w will be woken exactly once.
 // false: m completed first; the caller continues and must not wait.
-// While a single-context port on the sender's own context holds m (kHeldLocally), no other thread
-// can reply to it, so a plain store parks; anything that later moves m to another thread
-// (forward_msg from this context) publishes the parked state with it.
+// While a single-context port holds m (kHeldLocally) and the sender parks on that same context
+// (held_on), no other thread writes the state word: a reply from any other thread is handed to
+// that context (reply_msg), so a plain store parks. A sender that migrated since it sent parks
+// with the compare-exchange like everyone else.
 inline bool park(Message& m, Waiter& w) noexcept {
   std::atomic<std::uint32_t>& state = MsgAccess::state(m);
   std::uint32_t s = state.load(std::memory_order_acquire);
@@ -145,8 +170,10 @@ inline bool park(Message& m, Waiter& w) noexcept {
   MSGPORT_CHECK_RULE(!(s & kParked), "one waiter per message: it is already being waited on");
   if (s & kMsgDone) return false;
   MsgAccess::waiter(m) = &w;
-  if ((s & (kHeldLocally | kForwarded)) == kHeldLocally) {
-    state.store(s | kParked, std::memory_order_relaxed);
+  if ((s & (kHeldLocally | kForwarded)) == kHeldLocally &&
+      MsgAccess::held_on(m) == Context::current()) {
+    // A plain store (release, to publish waiter(m) to a replier that reads kParked elsewhere).
+    state.store(s | kParked, std::memory_order_release);
     return true;
   }
   while (!(s & kMsgDone)) {
@@ -251,23 +278,33 @@ bool drop_msg(Message& m) noexcept;
 
 // ---- Agent side --------------------------------------------------------------------------------
 
+namespace detail {
+
+// The reply's delivery, once the result is stored: to the waiter or the reply port.
+inline void deliver_reply(Message& m) noexcept {
+  Port* rp = MsgAccess::reply_port(m);
+  if (rp == nullptr || (MsgAccess::state(m).load(std::memory_order_relaxed) & kMsgSyncHint)) {
+    complete(m);
+  } else if (!reply_elsewhere(m)) {
+    rp->put_reply(m);
+  }
+}
+
+}  // namespace detail
+
 inline void reply_msg(Message& m, int result) noexcept {
   MSGPORT_CHECK_RULE(result != kAsync, "reply_msg: kAsync is not a result");
   MSGPORT_CHECK_RULE(m.in_flight(),
                      "reply_msg: a message is replied exactly once, and only after it was sent");
   detail::MsgAccess::result(m) = result;
-  Port* rp = detail::MsgAccess::reply_port(m);
-  if (rp == nullptr ||
-      (detail::MsgAccess::state(m).load(std::memory_order_relaxed) & kMsgSyncHint)) {
-    detail::complete(m);
-  } else {
-    rp->put_reply(m);
-  }
+  MsgQueue::leave_taken(m);  // no longer held by the thread that took it (ports/msg_queue.h)
+  detail::deliver_reply(m);
 }
 
 template <PortType P>
 void forward_msg(P& port, Message& m) {
   MSGPORT_CHECK_RULE(m.in_flight(), "forward_msg: only a message in flight can be forwarded");
+  MsgQueue::leave_taken(m);
   // Acquire-release: a parked state stored plainly (kHeldLocally) travels with the message.
   detail::MsgAccess::state(m).fetch_or(detail::kForwarded, std::memory_order_acq_rel);
   detail::MsgAccess::holder(m).store(&port, std::memory_order_release);

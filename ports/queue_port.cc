@@ -12,6 +12,11 @@ using detail::MsgAccess;
 
 template <class Lock>
 BasicQueuePort<Lock>::~BasicQueuePort() {
+  cancel_all();
+}
+
+template <class Lock>
+void BasicQueuePort<Lock>::cancel_all() noexcept {
   MsgQueue doomed;
   Waiter* owner = nullptr;
   {
@@ -26,6 +31,8 @@ BasicQueuePort<Lock>::~BasicQueuePort() {
       owner_ = nullptr;
     }
   }
+  // Requests the owner took and never answered: it is gone, so they are answered here.
+  while (Message* m = taken_.pop()) doomed.push(*m);
   while (Message* m = doomed.pop()) {
     MsgAccess::result(*m) = -ECANCELED;
     // Its reply cannot come back to a port that is going away: only mark it done.
@@ -45,7 +52,7 @@ Waiter* BasicQueuePort<Lock>::deliver_locked(Message& m) noexcept {
     return nullptr;
   }
   // The owner is parked, so the queue is empty: handing m over keeps the order.
-  *owner_slot_ = &m;
+  *owner_slot_ = taking(&m);
   Waiter* w = owner_;
   owner_ = nullptr;
   return w;
@@ -61,11 +68,12 @@ int BasicQueuePort<Lock>::begin_msg(Message& m) {
   {
     std::lock_guard lock(lock_);
     if (closed_.load(std::memory_order_relaxed)) return -ECANCELED;
-    if constexpr (std::is_same_v<Lock, NullLock>) {
+    if constexpr (kSingleContext<Lock>) {
       // Sent straight here by a sender on this port's context (a LocalPort has no other), not
       // forwarded from elsewhere: nothing off this context can reach it now. Only the sender's
       // thread touches the state word at this point, so a plain store will do.
       if (!(s & detail::kForwarded)) {
+        MsgAccess::held_on(m) = Context::current();
         state.store(s | detail::kHeldLocally, std::memory_order_relaxed);
       }
     }
@@ -114,7 +122,7 @@ template <class Lock>
 Message* BasicQueuePort<Lock>::try_get() noexcept {
   check_context();
   std::lock_guard lock(lock_);
-  return queue_.pop();
+  return taking(queue_.pop());
 }
 
 template <class Lock>
@@ -149,7 +157,7 @@ bool BasicQueuePort<Lock>::park_owner(Waiter& w, Message** slot) noexcept {
   std::lock_guard lock(lock_);
   MSGPORT_CHECK_RULE(owner_ == nullptr, "wait_port: a queue port has one owner waiting at a time");
   if (Message* m = queue_.pop()) {
-    *slot = m;
+    *slot = taking(m);
     return false;
   }
   if (closed_.load(std::memory_order_relaxed)) {
@@ -163,8 +171,16 @@ bool BasicQueuePort<Lock>::park_owner(Waiter& w, Message** slot) noexcept {
 
 template <class Lock>
 void BasicQueuePort<Lock>::check_context() const noexcept {
+  // A port bound to one context (a thread port) is served there only, in every build: its queue
+  // has no lock, and its taken list belongs to that context.
+  if (kTracksTaken<Lock> && Context::current() != context_) [[unlikely]] {
+    detail::broken_rule(
+        "a thread port is used by its owner on its own core only (a lightweight thread that "
+        "migrated takes from or replies through its port once it is back)",
+        __FILE__, __LINE__);
+  }
 #ifndef NDEBUG
-  if constexpr (std::is_same_v<Lock, NullLock>) {
+  if constexpr (kSingleContext<Lock>) {
     Context* now = Context::current();
     if (context_ == nullptr) context_ = now;
     MSGPORT_CHECK_RULE(now == context_,
@@ -175,6 +191,7 @@ void BasicQueuePort<Lock>::check_context() const noexcept {
 
 template class BasicQueuePort<SpinLock>;
 template class BasicQueuePort<NullLock>;
+template class BasicQueuePort<OwnedLock>;
 
 Message* wait_port_blocking(QueuePort& port) {
   ThreadWaiter waiter;

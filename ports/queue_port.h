@@ -24,12 +24,17 @@
 // Nothing allocates.
 //
 // Destruction: queued requests are replied -ECANCELED, queued replies are let go, and a parked
-// owner is woken with nullptr.
+// owner is woken with nullptr (cancel_all).
+//
+// Held locally: a LocalPort sent to on its own context marks the message kHeldLocally, held on
+// that context; its sender may then park with a plain store (ports/ops.h), and a reply from any
+// other thread is finished on that context (Context::post_reply).
 #pragma once
 
 #include <atomic>
 #include <coroutine>
 #include <cstddef>
+#include <mutex>
 #include <type_traits>
 
 #include "ports/context.h"
@@ -45,6 +50,15 @@ struct NullLock {
   void lock() noexcept {}
   void unlock() noexcept {}
 };
+
+// NullLock for a port bound to its context for life that keeps a taken list: the runtime's
+// thread port. Its owner takes and answers on that context only, checked in every build.
+struct OwnedLock : NullLock {};
+
+template <class Lock>
+inline constexpr bool kSingleContext = std::is_base_of_v<NullLock, Lock>;
+template <class Lock>
+inline constexpr bool kTracksTaken = std::is_same_v<Lock, OwnedLock>;
 
 template <class Lock>
 class alignas(16) BasicQueuePort : public Port {
@@ -71,15 +85,39 @@ class alignas(16) BasicQueuePort : public Port {
   // *slot then holds the next message, or nullptr when the port is closed and empty.
   bool park_owner(Waiter& w, Message** slot) noexcept;
 
+  // Close, and answer everything: queued requests and every request the owner took and has not
+  // answered (a port that tracks them) are replied -ECANCELED, queued replies are let go, a
+  // parked owner is woken with nullptr. For an owner that is gone.
+  void cancel_all() noexcept;
+
+  // Requests the owner has taken and not yet replied or forwarded (a port that tracks them).
+  std::size_t taken() const noexcept { return taken_.size(); }
+
  protected:
-  // A port that belongs to one context from the start.
+  // A port that belongs to one context from the start and keeps a list of the requests its
+  // owner has taken (MsgQueue::kTaken): its owner must take and answer them on that context.
   explicit BasicQueuePort(Context* owner) noexcept : context_(owner) {}
   Context* bound_context() const noexcept { return context_; }
+  // The queued message at address m, or nullptr: found without reading *m (MsgQueue::find).
+  Message* queued_at(const void* m) noexcept {
+    std::lock_guard lock(lock_);
+    return queue_.find(m);
+  }
+  // A word subclasses may set once, before the port is shared, and read from any thread: it
+  // sits on the first cache line, which senders read and the owner does not write.
+  std::uint64_t route_ = 0;
 
  private:
   // Queue m or hand it to the parked owner; returns the owner to wake (after unlocking).
   Waiter* deliver_locked(Message& m) noexcept;
   void check_context() const noexcept;
+  // The owner takes m off the queue: a request joins the taken list, if the port keeps one.
+  Message* taking(Message* m) noexcept {
+    if constexpr (kTracksTaken<Lock>) {
+      if (m != nullptr && !m->done()) taken_.push(*m);
+    }
+    return m;
+  }
 
   // Read by senders on other threads (the vtable pointer above, and context_) on a line of its
   // own, apart from the queue state the owner writes for every message.
@@ -88,18 +126,20 @@ class alignas(16) BasicQueuePort : public Port {
   // context at construction (the runtime's ThreadPort) keeps its owner here.
   mutable Context* context_ = nullptr;
 
-  // 48 bytes apart: with the object 16-byte aligned (the class asks no more, so that plain
-  // operator new serves it), the owner's fields below never share a line with the two above.
-  [[maybe_unused]] char line_gap_[48];
+  // Apart: with the object 16-byte aligned (the class asks no more, so that plain operator new
+  // serves it), the owner's fields below never share a line with the ones above.
+  [[maybe_unused]] char line_gap_[40];
   mutable Lock lock_;
   MsgQueue queue_;
   Waiter* owner_ = nullptr;
   Message** owner_slot_ = nullptr;
-  std::atomic<bool> closed_{false};  // written under lock_; read without it by closed()
+  std::atomic<bool> closed_{false};   // written under lock_; read without it by closed()
+  MsgQueue taken_{MsgQueue::kTaken};  // the owner's; touched on its context only
 };
 
 extern template class BasicQueuePort<SpinLock>;
 extern template class BasicQueuePort<NullLock>;
+extern template class BasicQueuePort<OwnedLock>;
 
 class QueuePort : public BasicQueuePort<SpinLock> {};
 class LocalPort : public BasicQueuePort<NullLock> {};

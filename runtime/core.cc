@@ -138,6 +138,7 @@ void Core::run() {
 
 bool Core::turn() {
   bump(counters_.loop_turns);
+  refill_budget();
   std::size_t work = 0;
   for (auto& ring : inbox_) {
     if (ring) work += ring->drain([this](const CoreEntry& e) { process(e); });
@@ -162,6 +163,7 @@ bool Core::turn() {
     std::coroutine_handle<> h = ready_.front();
     ready_.pop_front();
     bump(counters_.resumed);
+    refill_budget();  // each chain of direct resumes started here is bounded (ports/context.h)
     h.resume();
     flush_out();
     ++work;
@@ -187,21 +189,30 @@ void Core::process(const CoreEntry& e) {
       // fetch its line for writing at once rather than shared and then again for ownership.
       __builtin_prefetch(e.ptr, 1);
       auto& m = *static_cast<Message*>(e.ptr);
-      auto* port = static_cast<ThreadPort*>(e.port);
-      int r = port->begin_here(m, /*cross_core=*/true);
+      ThreadPort* port = ports_.find(e.port);
+      // A port whose thread ended meanwhile refuses, like a closed one.
+      int r = port != nullptr ? port->begin_here(m, /*cross_core=*/true) : -ECANCELED;
       if (r != kAsync) reply_msg(m, r);
       break;
     }
-    case CoreEntry::kReply:
-      static_cast<ThreadPort*>(e.port)->BasicQueuePort<NullLock>::put_reply(
-          *static_cast<Message*>(e.ptr));
+    case CoreEntry::kReply: {
+      auto& m = *static_cast<Message*>(e.ptr);
+      if (ThreadPort* port = ports_.find(e.port)) {
+        port->BasicQueuePort<OwnedLock>::put_reply(m);
+      } else {
+        detail::complete(m);  // its reply port is gone: the reply only marks it done
+      }
       break;
+    }
     case CoreEntry::kCall:
       run_call(e);
       break;
     case CoreEntry::kAbort:
-      static_cast<ThreadPort*>(e.port)->BasicQueuePort<NullLock>::abort(
-          *static_cast<Message*>(e.ptr));
+      // A port that is gone took its messages with it (replied); a stale send is left alone.
+      if (ThreadPort* port = ports_.find(e.port)) port->abort_queued(e.ptr, e.send);
+      break;
+    case CoreEntry::kFinishReply:
+      detail::deliver_reply(*static_cast<Message*>(e.ptr));
       break;
   }
   flush_out();
@@ -210,10 +221,14 @@ void Core::process(const CoreEntry& e) {
 // ---- delivery --------------------------------------------------------------------------------
 
 void Core::schedule(std::coroutine_handle<> h) noexcept {
-  deliver(CoreEntry{h.address(), nullptr, CoreEntry::kResume});
+  deliver(CoreEntry{h.address(), 0, 0, CoreEntry::kResume});
 }
 
-void Core::post(CoWaiter& w) noexcept { deliver(CoreEntry{&w, nullptr, CoreEntry::kResumeWaiter}); }
+void Core::post(CoWaiter& w) noexcept { deliver(CoreEntry{&w, 0, 0, CoreEntry::kResumeWaiter}); }
+
+void Core::post_reply(Message& m) noexcept {
+  deliver(CoreEntry{&m, 0, 0, CoreEntry::kFinishReply});
+}
 
 void Core::deliver(const CoreEntry& e) noexcept {
   Core* from = current_;
@@ -255,6 +270,10 @@ void Core::refuse(const CoreEntry& e) noexcept {
       break;
     case CoreEntry::kReply:
       detail::complete(*static_cast<Message*>(e.ptr));
+      break;
+    case CoreEntry::kFinishReply:
+      // Nothing runs on the core any more, so nothing there can race with the reply.
+      detail::deliver_reply(*static_cast<Message*>(e.ptr));
       break;
     case CoreEntry::kCall:
       run_call(e);

@@ -49,6 +49,7 @@
 #include "ports/context.h"
 #include "ports/message.h"
 #include "ports/port.h"
+#include "runtime/port_table.h"
 #include "runtime/spsc_ring.h"
 
 namespace msgport {
@@ -60,18 +61,24 @@ struct CoreCall {
   void (*fn)(CoreCall*) noexcept = nullptr;
 };
 
-// What one core hands another.
+// What one core hands another. An entry naming a thread port names it by handle
+// (runtime/port_table.h): a port that is gone by the time the entry is handled is never touched.
+// An abort names one send of its message (Message::send()), by the message's address, which is
+// compared but never read unless that message is found queued at the port: the sender may have
+// had its reply, and reused or freed the message, while the abort was on its way.
 struct CoreEntry {
   enum Kind : std::uint8_t {
     kResume,        // ptr: a coroutine address
     kResumeWaiter,  // ptr: a CoWaiter posted to this core
-    kSend,          // ptr: a Message for port (owned by this core): begin it there
-    kReply,         // ptr: a Message whose reply port (owned by this core) is port
-    kAbort,         // ptr: a Message held by port (owned by this core): abort it there
+    kSend,          // ptr: a Message for the thread port `port`: begin it there
+    kReply,         // ptr: a Message whose reply port is the thread port `port`
+    kAbort,         // ptr: the address of a Message, send `send`, held by the thread port `port`
     kCall,          // ptr: a CoreCall to run on this core
+    kFinishReply,   // ptr: a Message held locally here, replied elsewhere (Context::post_reply)
   };
   void* ptr = nullptr;
-  Port* port = nullptr;
+  std::uint64_t port = 0;  // a thread port's handle (kSend, kReply, kAbort)
+  std::uint32_t send = 0;  // kAbort: which send of the message
   Kind kind = kResume;
 };
 
@@ -125,6 +132,7 @@ class Core final : public Context {
 
   void schedule(std::coroutine_handle<> h) noexcept override;
   void post(CoWaiter& w) noexcept override;
+  void post_reply(Message& m) noexcept override;
 
   // Hands e to this core from any thread; it is handled on this core, in order per sender.
   // Once the core has stopped, entries are refused at once instead: a send is replied
@@ -245,6 +253,9 @@ class Core final : public Context {
 
   std::vector<CoreTimer*> timers_;
   std::uint64_t timer_seq_ = 0;
+
+  // This core's thread ports, by handle (entries name them so).
+  detail::PortTable ports_;
 
   // Counters: written by this core only; read by anyone (relaxed).
   struct alignas(64) AtomicCounters {

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace msgport {
 
@@ -89,75 +90,144 @@ Core& Runtime::core(int i) {
 }
 
 void Runtime::start_thread(std::shared_ptr<detail::LwStateBase> st, detail::LwRunner runner) {
-  if (stopping_.load(std::memory_order_acquire)) {
-    runner.handle.destroy();
-    throw std::logic_error("msgport: spawn after stop()");
-  }
   // The exit message is in flight while the thread runs; the thread's end replies it.
   detail::MsgAccess::state(st->exit).store(kMsgInFlight, std::memory_order_relaxed);
   st->rt = this;
   st->runner = runner.handle;
   {
+    // Under the same lock stop() takes its list under: a spawn is either before stop (in the
+    // list, drained or cancelled with the rest) or after it (refused).
     std::lock_guard lock(threads_mu_);
+    if (stopping_.load(std::memory_order_acquire)) {
+      st->runner = nullptr;
+      runner.handle.destroy();
+      throw std::logic_error("msgport: spawn after stop()");
+    }
     st->id = next_thread_id_++;
+    st->index = threads_.size();
     threads_.push_back(st);
   }
   live_.fetch_add(1, std::memory_order_acq_rel);
   st->core().schedule(runner.handle);
 }
 
+// On the thread's own core, when its task has returned or thrown.
 void Runtime::thread_ended(detail::LwStateBase& st) noexcept {
   st.runner = nullptr;
+  st.port().end();                            // refuse from now on; answer what it still held
   std::shared_ptr<detail::LwStateBase> keep;  // released after the lock
   {
     std::lock_guard lock(threads_mu_);
-    for (auto& p : threads_) {
-      if (p.get() == &st) {
-        keep = std::move(p);
-        p = std::move(threads_.back());
-        threads_.pop_back();
-        break;
-      }
+    // O(1): the last thread takes this one's place.
+    std::size_t i = st.index;
+    keep = std::move(threads_[i]);
+    if (i + 1 != threads_.size()) {
+      threads_[i] = std::move(threads_.back());
+      threads_[i]->index = i;
     }
+    threads_.pop_back();
   }
   live_.fetch_sub(1, std::memory_order_acq_rel);
   reply_msg(st.exit, 0);  // wakes a joiner; after this the handle owns the result
 }
 
+void Runtime::on_thread_cores(const std::vector<std::shared_ptr<detail::LwStateBase>>& threads,
+                              absl::FunctionRef<void(detail::LwStateBase&)> fn) {
+  struct Job : CoreCall {
+    detail::LwStateBase* thread = nullptr;
+    absl::FunctionRef<void(detail::LwStateBase&)>* fn = nullptr;
+    std::atomic<std::size_t>* pending = nullptr;
+  };
+  std::atomic<std::size_t> pending{threads.size()};
+  std::vector<Job> jobs(threads.size());
+  for (std::size_t i = 0; i < threads.size(); ++i) {
+    jobs[i].thread = threads[i].get();
+    jobs[i].fn = &fn;
+    jobs[i].pending = &pending;
+    jobs[i].CoreCall::fn = [](CoreCall* c) noexcept {
+      auto* job = static_cast<Job*>(c);
+      (*job->fn)(*job->thread);
+      job->pending->fetch_sub(1, std::memory_order_acq_rel);
+    };
+  }
+  // A core that has stopped runs the call on this thread instead (Core::deliver).
+  for (Job& job : jobs) job.thread->core().deliver(CoreEntry{&job, 0, 0, CoreEntry::kCall});
+  while (pending.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+}
+
+std::vector<std::shared_ptr<detail::LwStateBase>> Runtime::live_threads() {
+  std::lock_guard lock(threads_mu_);
+  return threads_;
+}
+
+void Runtime::report_stuck() {
+  std::mutex mu;
+  std::string lines;
+  std::size_t n = 0;
+  // Each port is read on its own core (its queue has no lock).
+  on_thread_cores(live_threads(), [&](detail::LwStateBase& t) {
+    std::lock_guard lock(mu);
+    ++n;
+    absl::StrAppend(&lines, "  core ", t.core().id(), ": thread ", t.id, ": its port has ",
+                    t.port().size(), " message(s) queued and ", t.port().taken(),
+                    " taken and not answered\n");
+  });
+  std::string out = absl::StrCat(
+      "msgport: stop(kDrain): ", n, " lightweight thread(s) still running after ",
+      absl::FormatDuration(options_.stop_grace),
+      " (waiting on a port of their own that nobody closed, or on a message nobody replies); "
+      "cancelling them:\n",
+      lines);
+  std::fputs(out.c_str(), stderr);
+  std::fflush(stderr);
+}
+
 void Runtime::stop(StopMode mode) {
-  if (stopping_.exchange(true, std::memory_order_acq_rel)) {
+  bool first;
+  {
+    std::lock_guard lock(threads_mu_);  // orders stop after every spawn it lets in
+    first = !stopping_.exchange(true, std::memory_order_acq_rel);
+  }
+  if (!first) {
     // Second call: wait for the first to finish.
     while (!stopped_.load(std::memory_order_acquire)) std::this_thread::yield();
     return;
   }
   using namespace std::chrono_literals;
+  const auto grace = absl::ToChronoNanoseconds(options_.stop_grace);
   // On each core, close its thread ports: new messages are refused (-ECANCELED). Drain: what is
   // queued is still served, then wait_port returns nullptr and servers end. Cancel: what is
   // queued is replied -ECANCELED at once.
   // The threads are kept alive until their cores have closed their ports: one may end meanwhile.
-  std::vector<std::shared_ptr<detail::LwStateBase>> alive;
-  std::vector<ThreadPort*> ports;
-  {
-    std::lock_guard lock(threads_mu_);
-    alive = threads_;
+  if (mode == StopMode::kCancel) {
+    on_thread_cores(live_threads(), [](detail::LwStateBase& t) { t.port().cancel_queued(); });
+  } else {
+    on_thread_cores(live_threads(), [](detail::LwStateBase& t) { t.port().close(); });
   }
-  for (auto& t : alive) ports.push_back(&t->port());
-  close_ports(ports, mode == StopMode::kCancel);
-  ports.clear();
-  alive.clear();
+  auto start = std::chrono::steady_clock::now();
+  if (mode == StopMode::kDrain) {
+    while (live_.load(std::memory_order_acquire) > 0) {
+      if (std::chrono::steady_clock::now() - start > grace) {
+        report_stuck();
+        mode = StopMode::kCancel;
+        on_thread_cores(live_threads(), [](detail::LwStateBase& t) { t.port().cancel_queued(); });
+        break;
+      }
+      std::this_thread::sleep_for(200us);
+    }
+  }
   if (mode == StopMode::kCancel) {
     // Senders woken with -ECANCELED run on; threads still parked when all is quiet are destroyed
-    // below.
-    // Let the cores settle: stop once no thread ended for a while.
+    // below. Let the cores settle: stop once no thread ended for a while (at most the grace).
     std::int64_t last = -1;
+    auto settle = std::chrono::steady_clock::now();
     for (int quiet = 0; quiet < 5 && live_.load() > 0;) {
       std::this_thread::sleep_for(2ms);
       std::int64_t now = live_.load();
       quiet = now == last ? quiet + 1 : 0;
       last = now;
+      if (std::chrono::steady_clock::now() - settle > grace) break;
     }
-  } else {
-    while (live_.load(std::memory_order_acquire) > 0) std::this_thread::sleep_for(200us);
   }
   for (auto& c : cores_) {
     c->stop_.store(true, std::memory_order_release);
@@ -168,49 +238,31 @@ void Runtime::stop(StopMode mode) {
   }
   // Nothing runs on the cores any more: what still reaches them is refused (Core::deliver).
   for (auto& c : cores_) c->seal();
-  // Threads still parked (cancel): destroy their frames now that no core runs.
+  destroy_left();
+  stopped_.store(true, std::memory_order_release);
+}
+
+// Threads still parked once the cores stopped (cancel): nothing runs any more, so this thread
+// does, in an order that leaves nothing dangling.
+void Runtime::destroy_left() {
   std::vector<std::shared_ptr<detail::LwStateBase>> left;
   {
     std::lock_guard lock(threads_mu_);
     left.swap(threads_);
   }
+  // First every port: what sits in a queue or was taken is answered before any frame goes (a
+  // queued message may live in another doomed thread's frame).
+  for (auto& t : left) t->port().end();
   for (auto& t : left) {
-    if (t->runner) {
-      std::coroutine_handle<> r = t->runner;
-      t->runner = nullptr;
-      r.destroy();  // the runner's frame holds a reference to t; the task frame goes with t
-    }
+    if (!t->runner) continue;
+    std::coroutine_handle<> r = t->runner;
+    t->runner = nullptr;
+    t->cancelled = true;
+    live_.fetch_sub(1, std::memory_order_acq_rel);
+    reply_msg(t->exit, -ECANCELED);  // a joiner wakes and is told it was cancelled
+    r.destroy();  // the runner's frame holds a reference to t; the task frame goes with t
   }
   left.clear();
-  stopped_.store(true, std::memory_order_release);
-}
-
-void Runtime::close_ports(const std::vector<ThreadPort*>& ports, bool cancel) {
-  // Each port is closed on its own core; wait until every core has done it.
-  std::atomic<std::size_t> pending{ports.size()};
-  struct Cancel : CoreCall {
-    ThreadPort* port = nullptr;
-    std::atomic<std::size_t>* pending = nullptr;
-  };
-  std::vector<Cancel> jobs(ports.size());
-  for (std::size_t i = 0; i < ports.size(); ++i) {
-    jobs[i].fn = cancel ? [](CoreCall* c) noexcept {
-      auto* job = static_cast<Cancel*>(c);
-      job->port->cancel_queued();
-      job->pending->fetch_sub(1, std::memory_order_acq_rel);
-    }
-                        : [](CoreCall* c) noexcept {
-                            auto* job = static_cast<Cancel*>(c);
-                            job->port->close();
-                            job->pending->fetch_sub(1, std::memory_order_acq_rel);
-                          };
-    jobs[i].port = ports[i];
-    jobs[i].pending = &pending;
-  }
-  for (Cancel& job : jobs) {
-    job.port->owner().deliver(CoreEntry{&job, nullptr, CoreEntry::kCall});
-  }
-  while (pending.load(std::memory_order_acquire) != 0) std::this_thread::yield();
 }
 
 std::vector<CoreCounters> Runtime::counters() const {

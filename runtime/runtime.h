@@ -11,15 +11,32 @@
 // result; an exception in the task is rethrown there. A failure nobody takes — the handle was
 // detached or dropped — is reported on stderr when the thread ends, never swallowed.
 //
+// Lifetimes (the rules the tests pin down):
+//   * A thread ends when its task returns or throws (or stop cancels it). Its port is closed on
+//     its own core then: queued requests, and requests it took and neither replied nor
+//     forwarded, are replied -ECANCELED; later sends are refused -ECANCELED, also those already
+//     on their way from other cores (runtime/thread_port.h).
+//   * spawn() and stop() are ordered: a spawn either happens before stop (the thread is drained
+//     or cancelled with the others) or throws std::logic_error("... after stop()").
+//   * spawn(core, fn) keeps fn (and what it captured) alive for the thread's whole life.
+//
 // stop() closes every thread port: later messages are refused -ECANCELED.
 //   StopMode::kDrain: what is queued is still served (then wait_port returns nullptr, so a
-//     server loop ends), and stop waits for every lightweight thread to finish.
+//     server loop ends), and stop waits for every lightweight thread to finish. If some thread
+//     has not finished after RuntimeOptions::stop_grace (one serving a port of its own that
+//     nobody closed, say), stop says which ones on stderr (core, thread, what its port holds)
+//     and cancels them.
 //   StopMode::kCancel: what is queued is replied -ECANCELED at once; the woken senders run on;
-//     once all is quiet the cores stop and the threads still parked are destroyed.
-// Either way every core is joined and nothing leaks. Calling stop() twice is harmless; spawning
-// after stop throws std::logic_error.
+//     once all is quiet the cores stop and the threads still parked are destroyed: every request
+//     they had taken and not answered is replied -ECANCELED first, and join() / co_await on them
+//     throws ThreadCancelled.
+// Either way every core is joined and nothing leaks. Calling stop() twice is harmless.
+// A destroyed thread's frame is freed: a message in it that still sits at a port of your own (not
+// a thread port) must not be touched after stop; close such ports before stop (kDrain does not
+// know them).
 //
-// Errors: spawning on a core that does not exist throws std::out_of_range.
+// Errors: spawning on a core that does not exist throws std::out_of_range; block_on from a core
+// throws std::logic_error (it would wait on the very core that must run the task).
 #pragma once
 
 #include <atomic>
@@ -34,9 +51,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "ports/ops.h"
 #include "ports/task.h"
 #include "runtime/core.h"
+#include "runtime/migrate.h"
 #include "runtime/thread_port.h"
 
 namespace msgport {
@@ -51,6 +70,15 @@ struct RuntimeOptions {
   // An idle core polls its inboxes this long before it sleeps: a message arriving meanwhile
   // needs no wake-up. Zero: sleep at once.
   absl::Duration poll_before_sleep = absl::Microseconds(50);
+  // How long stop(kDrain) waits for the threads to finish before it reports the ones left and
+  // cancels them; stop(kCancel) waits this long for woken threads to settle at most.
+  absl::Duration stop_grace = absl::Seconds(10);
+};
+
+// What join() and co_await on a JoinHandle throw for a thread that stop(kCancel) destroyed.
+class ThreadCancelled : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 enum class StopMode { kDrain, kCancel };
@@ -99,9 +127,13 @@ class LwStateBase : public LwThread {
   // The thread's exit, as a message that is in flight while it runs: joining is wait_msg.
   Message exit;
   std::exception_ptr error;
+  std::atomic<bool> joining{false};   // join() or co_await began (once only)
   std::atomic<bool> observed{false};  // someone took the result (or the error)
+  bool cancelled = false;             // destroyed by stop(kCancel); written before exit's reply
   Runtime* rt = nullptr;
   std::coroutine_handle<> runner;  // the running runner's frame; null once it ended
+  std::shared_ptr<void> callable;  // spawn(core, fn): fn, alive as long as the thread
+  std::size_t index = 0;           // in Runtime::threads_ (under its mutex)
   int id = 0;
 };
 
@@ -127,7 +159,8 @@ class JoinHandle {
   Core& core() const noexcept { return st_->core(); }
 
   // co_await handle: the task's result (rethrows its exception). Suspends until it ends.
-  auto operator co_await() noexcept {
+  // A thread is joined once: a second co_await or join() throws std::logic_error.
+  auto operator co_await() {
     struct Awaiter {
       JoinHandle& h;
       WaitMsg wait;
@@ -152,12 +185,16 @@ class JoinHandle {
  private:
   void check_joinable() const {
     if (!st_) throw std::logic_error("msgport: joining a JoinHandle that is empty or detached");
-    if (st_->observed.load(std::memory_order_acquire)) {
+    if (st_->joining.exchange(true, std::memory_order_acq_rel)) {
       throw std::logic_error("msgport: a lightweight thread is joined once");
     }
   }
   T take() {
     st_->observed.store(true, std::memory_order_release);
+    if (st_->cancelled) {
+      throw ThreadCancelled("msgport: lightweight thread " + std::to_string(st_->id) +
+                            " was cancelled by stop(StopMode::kCancel) before it finished");
+    }
     if (st_->error) std::rethrow_exception(st_->error);
     if constexpr (!std::is_void_v<T>) return std::move(*st_->value);
   }
@@ -180,20 +217,31 @@ class Runtime {
   // Runs task as a lightweight thread on core `core`.
   template <class T>
   JoinHandle<T> spawn(int core, Task<T> task) {
-    return spawn_with<T>(core, [&](LwThread&) { return std::move(task); });
+    return spawn_with<T>(core, [&](detail::LwStateBase&) { return std::move(task); });
   }
   // Runs fn(self) as a lightweight thread on core `core`; fn returns a Task<T> and may keep
-  // `self` (its core and thread port) for the thread's lifetime.
+  // `self` (its core and thread port) for the thread's lifetime. fn itself (a lambda and what it
+  // captured) is kept alive as long as the thread, so a coroutine lambda may use its captures.
   template <class F>
   auto spawn(int core, F fn)
       -> JoinHandle<typename decltype(fn(std::declval<LwThread&>()))::value_type> {
     using T = typename decltype(fn(std::declval<LwThread&>()))::value_type;
-    return spawn_with<T>(core, [&](LwThread& self) { return fn(self); });
+    auto kept = std::make_shared<F>(std::move(fn));
+    return spawn_with<T>(core, [&](detail::LwStateBase& self) {
+      self.callable = kept;
+      return (*kept)(self);
+    });
   }
 
-  // From a plain thread: runs task on core 0 and blocks until it ends.
+  // From a plain thread: runs task on core 0 and blocks until it ends. From a core it throws
+  // std::logic_error: that core could not run the task while it waits (co_await it instead).
   template <class T>
   T block_on(Task<T> task) {
+    if (Core::current() != nullptr) {
+      throw std::logic_error(
+          "msgport: block_on called on a core would block the core that must run the task; "
+          "co_await the task (or a spawned thread's JoinHandle) instead");
+    }
     return spawn(0, std::move(task)).join();
   }
 
@@ -228,12 +276,21 @@ class Runtime {
     } catch (...) {
       st->error = std::current_exception();
     }
+    // A thread that migrated ends at home: its port is closed on its own core.
+    co_await migrate_to(st->core());
     st->rt->thread_ended(*st);
   }
 
   void start_thread(std::shared_ptr<detail::LwStateBase> st, detail::LwRunner runner);
   void thread_ended(detail::LwStateBase& st) noexcept;
-  void close_ports(const std::vector<ThreadPort*>& ports, bool cancel);
+  // Runs fn(thread) on each thread's own core (here, for a core that has stopped); returns once
+  // all have run.
+  void on_thread_cores(const std::vector<std::shared_ptr<detail::LwStateBase>>& threads,
+                       absl::FunctionRef<void(detail::LwStateBase&)> fn);
+  std::vector<std::shared_ptr<detail::LwStateBase>> live_threads();
+  // stop(kDrain) took longer than stop_grace: say which threads are left, and what they hold.
+  void report_stuck();
+  void destroy_left();
 
   RuntimeOptions options_;
   std::vector<std::unique_ptr<Core>> cores_;

@@ -10,13 +10,19 @@ namespace msgport {
 
 using detail::MsgAccess;
 
-ThreadPort::ThreadPort(Core& owner) : BasicQueuePort<NullLock>(&owner) {}
+ThreadPort::ThreadPort(Core& owner) : BasicQueuePort<OwnedLock>(&owner) {
+  route_ = owner.ports_.add(this);
+}
 
 // The owner sits in the base's first cache line, which senders on other cores read and the owner
 // does not write: reading it costs a sender no cache-line transfer.
 Core& ThreadPort::owner() const noexcept { return *static_cast<Core*>(bound_context()); }
 
-ThreadPort::~ThreadPort() = default;
+// The thread ended (end() retired the handle on the owning core) or never ran, or its core has
+// stopped: no entry can reach this port any more.
+ThreadPort::~ThreadPort() {
+  if (!ended_) owner().ports_.remove(route_);
+}
 
 bool ThreadPort::on_owner() const noexcept { return Core::current() == bound_context(); }
 
@@ -29,7 +35,7 @@ int ThreadPort::begin_here(Message& m, bool cross_core) {
   Core::AtomicCounters& core = owner().counters_;
   bump(cross_core ? begun_cross_core_ : begun_local_);
   bump(cross_core ? core.begun_cross_core : core.begun_local);
-  int r = BasicQueuePort<NullLock>::begin_msg(m);
+  int r = BasicQueuePort<OwnedLock>::begin_msg(m);
   if (r == kAsync) {
     if (m.flags() & kMsgQueued) {
       bump(queued_);
@@ -49,35 +55,50 @@ int ThreadPort::begin_msg(Message& m) {
     refused_.fetch_add(1, std::memory_order_relaxed);
     return -ECANCELED;
   }
-  // Crossing to another core: the single-context shortcut must not apply to this send. Only the
-  // sender's thread holds the message here, so a plain store is enough.
-  auto& state = MsgAccess::state(m);
-  state.store(state.load(std::memory_order_relaxed) | detail::kForwarded,
-              std::memory_order_relaxed);
-  owner().deliver(CoreEntry{&m, this, CoreEntry::kSend});
+  // Crossing to another core: the single-context shortcut must not apply to this send. A
+  // read-modify-write: a forwarder calls this while the sender may be parking on m elsewhere.
+  MsgAccess::state(m).fetch_or(detail::kForwarded, std::memory_order_relaxed);
+  owner().deliver(CoreEntry{&m, handle(), 0, CoreEntry::kSend});
   return kAsync;
 }
 
 void ThreadPort::put_reply(Message& m) noexcept {
   if (on_owner()) {
-    BasicQueuePort<NullLock>::put_reply(m);
+    if (ended_) {
+      detail::complete(m);  // its thread is gone: the reply only marks it done
+      return;
+    }
+    BasicQueuePort<OwnedLock>::put_reply(m);
   } else {
-    owner().deliver(CoreEntry{&m, this, CoreEntry::kReply});
+    owner().deliver(CoreEntry{&m, handle(), 0, CoreEntry::kReply});
   }
 }
 
 void ThreadPort::abort(Message& m) noexcept {
   if (on_owner()) {
-    BasicQueuePort<NullLock>::abort(m);
+    BasicQueuePort<OwnedLock>::abort(m);
   } else {
-    owner().deliver(CoreEntry{&m, this, CoreEntry::kAbort});
+    // Names this send of m: once m is replied (and maybe sent again) the entry is stale.
+    owner().deliver(CoreEntry{&m, handle(), m.send(), CoreEntry::kAbort});
   }
+}
+
+void ThreadPort::abort_queued(const void* addr, std::uint32_t send) noexcept {
+  Message* m = queued_at(addr);
+  // Queued here, so in flight and alive: its send number tells whether the abort is for it.
+  if (m != nullptr && m->send() == send && remove_queued(*m, false)) reply_msg(*m, -ECANCELED);
+}
+
+void ThreadPort::end() noexcept {
+  cancel_all();
+  owner().ports_.remove(route_);
+  ended_ = true;
 }
 
 bool ThreadPort::remove_queued(Message& m, bool reply) noexcept {
   // Another core cannot take a message out of this core's queue synchronously.
   if (!on_owner()) return false;
-  return BasicQueuePort<NullLock>::remove_queued(m, reply);
+  return BasicQueuePort<OwnedLock>::remove_queued(m, reply);
 }
 
 void ThreadPort::cancel_queued() noexcept {

@@ -9,6 +9,17 @@
 //
 // drop_msg from another core cannot take a message back synchronously: it returns false and the
 // message is replied as usual. close() and cancel_queued() run on the owning core.
+//
+// Lifetime: what crosses cores names the port by a handle with a generation (runtime/
+// port_table.h). When the thread ends, its port is closed and its handle retired on the owning
+// core (end()): queued requests and the requests the thread took and never answered are replied
+// -ECANCELED, later sends are refused -ECANCELED, and entries still on their way find no port and
+// are refused the same way. The port object itself lives as long as the thread's state (its
+// JoinHandle): calling into it (send_msg, abort_msg) needs that much.
+//
+// The owner takes and answers on its own core: a request it took sits in the port's taken list
+// until reply_msg or forward_msg (ports/msg_queue.h). To hand a request to code on another core,
+// forward it.
 #pragma once
 
 #include <atomic>
@@ -21,7 +32,7 @@ namespace msgport {
 
 class Core;
 
-class ThreadPort final : public BasicQueuePort<NullLock> {
+class ThreadPort final : public BasicQueuePort<OwnedLock> {
  public:
   explicit ThreadPort(Core& owner);
   ~ThreadPort() override;
@@ -35,6 +46,10 @@ class ThreadPort final : public BasicQueuePort<NullLock> {
 
   // On the owning core: refuse new messages and reply every queued request -ECANCELED.
   void cancel_queued() noexcept;
+
+  // On the owning core, when the thread ends: cancel_all() (ports/queue_port.h) and retire the
+  // handle, so that entries still on their way are refused without touching this port.
+  void end() noexcept;
 
   // What this port did with the messages sent to it. Counted on the owning core (refused also on
   // senders' cores); readable from anywhere, a snapshot.
@@ -62,8 +77,12 @@ class ThreadPort final : public BasicQueuePort<NullLock> {
  private:
   friend class Core;
   bool on_owner() const noexcept;
+  std::uint64_t handle() const noexcept { return route_; }
   // On the owning core: begin m here, counted as local or cross-core.
   int begin_here(Message& m, bool cross_core);
+  // On the owning core: an abort for send `send` of the message at address m, if it is still
+  // queued here (found by address, read only once found).
+  void abort_queued(const void* m, std::uint32_t send) noexcept;
   static void bump(std::atomic<std::uint64_t>& c) noexcept {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
   }
@@ -71,6 +90,7 @@ class ThreadPort final : public BasicQueuePort<NullLock> {
   std::atomic<std::uint64_t> begun_cross_core_{0};
   std::atomic<std::uint64_t> queued_{0};
   std::atomic<std::uint64_t> refused_{0};  // more than one writer: fetch_add
+  bool ended_ = false;                     // end() ran: the handle is retired
 };
 
 }  // namespace msgport

@@ -11,6 +11,7 @@
 
 #include "ports/context.h"
 #include "ports/message.h"
+#include "ports/ops.h"
 #include "ports/port.h"
 
 namespace msgport::testing {
@@ -55,13 +56,30 @@ class LoopContext final : public Context {
       std::coroutine_handle<> h;
       {
         std::unique_lock lock(mu_);
-        if (ready_.empty()) cv_.wait_for(lock, std::chrono::milliseconds(1));
+        if (ready_.empty() && replies_.empty()) cv_.wait_for(lock, std::chrono::milliseconds(1));
+        if (!replies_.empty()) {
+          Message* m = replies_.front();
+          replies_.pop_front();
+          lock.unlock();
+          detail::deliver_reply(*m);
+          continue;
+        }
         if (ready_.empty()) continue;
         h = ready_.front();
         ready_.pop_front();
       }
+      refill_budget();
       h.resume();
     }
+  }
+
+  // Finishes a reply here, as a runtime core does (Context::post_reply).
+  void post_reply(Message& m) noexcept override {
+    {
+      std::lock_guard lock(mu_);
+      replies_.push_back(&m);
+    }
+    cv_.notify_one();
   }
 
   std::uint64_t scheduled() {
@@ -73,6 +91,7 @@ class LoopContext final : public Context {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::coroutine_handle<>> ready_;
+  std::deque<Message*> replies_;
   std::uint64_t scheduled_ = 0;
 };
 

@@ -14,12 +14,29 @@
 // Order: a message is run inline only when no earlier message is queued or being served
 // (pending() == 0 while the serializer is held), so messages from one sender begin in the order
 // sent. Priority messages jump the queue, as on any QueuePort.
+//
+// An F that throws has not taken the message (it must not reply, forward or keep it first). The
+// serializer is released either way.
+//   Inline: the exception propagates to the sender (do_msg, send_msg, do_msg_blocking rethrow
+//     it) and the message is the sender's again, never replied: it may be sent again.
+//   In serve(): there is no sender to throw to. The message is replied -ECANCELED (it was not
+//     carried out), the failure is counted (failures()) and reported on stderr with the
+//     exception's what(), and serve() goes on with the next message.
+//
+// Someone must serve: a message that finds the serializer busy (or others waiting) stays queued
+// until serve() runs — it is served as soon as it does, in order — or until the port is
+// destroyed, which replies every queued message -ECANCELED (nothing is lost, but a sender waits
+// until then). So start serve() before senders can contend, or close() and destroy the port
+// when nobody will serve it; pending() tells how many wait.
 #pragma once
 
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
-#include <mutex>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <type_traits>
 #include <utility>
 
 #include "ports/ops.h"
@@ -38,12 +55,8 @@ class SerializedPort final : public QueuePort {
   int begin_msg(Message& m) override {
     if (closed()) return -ECANCELED;
     if (pending_.load(std::memory_order_acquire) == 0 && serializer_.try_lock()) {
-      if (pending_.load(std::memory_order_acquire) == 0) {
-        int r = work_(m);
-        serializer_.unlock();
-        return r;
-      }
-      serializer_.unlock();
+      Held held(serializer_);  // released also when F throws
+      if (pending_.load(std::memory_order_acquire) == 0) return work_(m);
     }
     pending_.fetch_add(1, std::memory_order_acq_rel);
     int r = QueuePort::begin_msg(m);
@@ -61,14 +74,18 @@ class SerializedPort final : public QueuePort {
     return removed;
   }
 
-  // The owner's loop: serve queued messages until the port is closed and drained.
+  // The owner's loop: serve queued messages until the port is closed and drained. A message F
+  // throws for is replied -ECANCELED, counted and reported (see the top of this file).
   Task<void> serve() {
     while (Message* m = co_await wait_port(*this)) {
       int r;
-      {
-        std::lock_guard lock(serializer_);
+      try {
+        serializer_.lock();
+        Served served(*this);  // then pending_ counts m no more, and the serializer is free
         r = work_(*m);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
+      } catch (...) {
+        failed(std::current_exception());
+        r = -ECANCELED;
       }
       if (r != kAsync) reply_msg(*m, r);
     }
@@ -77,10 +94,50 @@ class SerializedPort final : public QueuePort {
   // Messages queued or being served by the owner.
   std::size_t pending() const noexcept { return pending_.load(std::memory_order_acquire); }
 
+  // Queued messages F threw for in serve() (each replied -ECANCELED).
+  std::uint64_t failures() const noexcept { return failures_.load(std::memory_order_relaxed); }
+
  private:
+  struct Held {
+    SpinLock& lock;
+    explicit Held(SpinLock& l) noexcept : lock(l) {}
+    Held(const Held&) = delete;
+    Held& operator=(const Held&) = delete;
+    ~Held() { lock.unlock(); }
+  };
+  // serve() holds the serializer for one message: at the end, m leaves pending_ before the
+  // serializer is let go, so the next sender to get it may run inline.
+  struct Served {
+    SerializedPort& port;
+    explicit Served(SerializedPort& p) noexcept : port(p) {}
+    Served(const Served&) = delete;
+    Served& operator=(const Served&) = delete;
+    ~Served() {
+      port.pending_.fetch_sub(1, std::memory_order_acq_rel);
+      port.serializer_.unlock();
+    }
+  };
+
+  void failed(std::exception_ptr e) noexcept {
+    // One writer (the owner): no read-modify-write needed.
+    failures_.store(failures_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    const char* what = "not a std::exception";
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      what = x.what();
+    } catch (...) {
+    }
+    std::fprintf(stderr,
+                 "msgport: SerializedPort: the agent threw while serving a queued message (%s); "
+                 "it was replied -ECANCELED\n",
+                 what);
+  }
+
   F work_;
   SpinLock serializer_;
   std::atomic<std::size_t> pending_{0};
+  std::atomic<std::uint64_t> failures_{0};
 };
 
 }  // namespace msgport

@@ -9,7 +9,8 @@
 // rethrown to whoever takes its result (co_await, result(), sync_wait). The result is taken once:
 // a second co_await or result() throws std::logic_error. A Task owns its frame
 // and destroys it when the Task object goes away; destroying a Task that is suspended (parked on
-// a message) destroys the frame with it, so keep it until it is done.
+// a message) destroys the frame with it, so keep it until it is done. For that reason start()
+// does not compile on a temporary (`make_task().start();`): name the Task, and keep it.
 //
 // Frames are allocated with operator new, padded so that no cache line holds a frame and
 // another allocation: two coroutines running on different cores never share a line by accident
@@ -125,11 +126,13 @@ class [[nodiscard]] Task {
   std::coroutine_handle<> frame() const noexcept { return h_; }
   bool done() const noexcept { return h_ && h_.done(); }
 
-  // Runs the task until its first suspension, with nobody to continue when it finishes.
-  void start() {
+  // Runs the task until its first suspension, with nobody to continue when it finishes. Only on
+  // a Task that outlives the run: a temporary would destroy the frame while it is parked.
+  void start() & {
     MSGPORT_CHECK_RULE(h_ && !h_.done(), "Task::start: a task runs once");
     h_.resume();
   }
+  void start() && = delete;  // Task::start() on a temporary: keep the Task until it is done
 
   // The result of a finished task; rethrows its exception.
   T result() {

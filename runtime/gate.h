@@ -8,6 +8,10 @@
 //   ...
 //   co_await gate.close();                             // no new entries; all have left
 //
+// hold(t) enters at once (so that close() cannot finish before t has run) and leaves when t ends;
+// a held task that is destroyed without ever running (the spawn that was to run it threw, say)
+// leaves when it is destroyed, so it never keeps close() waiting.
+//
 // enter()/leave() may be called from any core or thread (the count is atomic). After close(),
 // hold() and enter() throw std::logic_error("... gate is closed"). close() completes exactly once,
 // when the last holder leaves — or at once if none is inside; it may be awaited from a coroutine
@@ -17,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <stdexcept>
+#include <utility>
 
 #include "ports/ops.h"
 #include "ports/task.h"
@@ -40,11 +45,12 @@ class Gate {
     if (count_.fetch_sub(1, std::memory_order_acq_rel) == (kClosing | 1)) finish();
   }
 
-  // Enters now; the returned task leaves when t ends (also if it throws).
+  // Enters now; the returned task leaves when t ends (also if it throws), or, if it never runs,
+  // when it is destroyed (say the spawn that was to run it threw).
   template <class T>
   Task<T> hold(Task<T> t) {
     enter();
-    return held(std::move(t));
+    return held(std::move(t), Entry(this));
   }
 
   // Shuts the gate and waits for everyone inside to leave.
@@ -71,12 +77,26 @@ class Gate {
   }
   void finish() noexcept { reply_msg(closed_, 0); }
 
+  // One entry into the gate, left when the Entry that holds it goes away.
+  class Entry {
+   public:
+    explicit Entry(Gate* g) noexcept : g_(g) {}
+    Entry(Entry&& other) noexcept : g_(std::exchange(other.g_, nullptr)) {}
+    Entry& operator=(Entry&&) = delete;
+    ~Entry() {
+      if (g_ != nullptr) g_->leave();
+    }
+
+   private:
+    Gate* g_;
+  };
+
+  // The entry is a parameter, so the frame owns it from the start: a task destroyed before it
+  // ever ran leaves with its frame. Once it runs, the body takes the entry over and leaves when
+  // it ends (not later, when the frame is destroyed).
   template <class T>
-  Task<T> held(Task<T> t) {
-    struct Leave {
-      Gate* g;
-      ~Leave() { g->leave(); }
-    } leave{this};
+  Task<T> held(Task<T> t, Entry entry) {
+    Entry inside = std::move(entry);
     co_return co_await std::move(t);
   }
 

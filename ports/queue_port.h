@@ -85,6 +85,12 @@ class alignas(16) BasicQueuePort : public Port {
   // *slot then holds the next message, or nullptr when the port is closed and empty.
   bool park_owner(Waiter& w, Message** slot) noexcept;
 
+  // The owner's waiter w goes away unwoken (its coroutine is destroyed): forget it.
+  void unpark_owner(Waiter& w) noexcept {
+    std::lock_guard lock(lock_);
+    if (owner_ == &w) owner_ = nullptr;
+  }
+
   // Close, and answer everything: queued requests and every request the owner took and has not
   // answered (a port that tracks them) are replied -ECANCELED, queued replies are let go, a
   // parked owner is woken with nullptr. For an owner that is gone.
@@ -146,10 +152,19 @@ class LocalPort : public BasicQueuePort<NullLock> {};
 
 // The awaitable of wait_port: the next message on the port, or nullptr once it is closed and
 // drained. Does not suspend when a message is already queued.
+// A coroutine destroyed while parked here (a cancelled thread's frame) takes itself off the port,
+// so the port never wakes a waiter that is gone.
 template <class Lock>
 class [[nodiscard]] WaitPort {
  public:
   explicit WaitPort(BasicQueuePort<Lock>& port) noexcept : port_(port) {}
+  WaitPort(const WaitPort&) = delete;
+  WaitPort& operator=(const WaitPort&) = delete;
+  ~WaitPort() {
+    // Still parked: the port never wrote the slot, so it still names this waiter (and is alive:
+    // a port going away writes the slot of the owner it wakes).
+    if (got_ == parked()) port_.unpark_owner(waiter_);
+  }
 
   bool await_ready() noexcept {
     got_ = port_.try_get();
@@ -157,11 +172,13 @@ class [[nodiscard]] WaitPort {
   }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
     waiter_.arm(h);
+    got_ = parked();  // overwritten by the port when it hands a message over or closes
     return port_.park_owner(waiter_, &got_);
   }
   Message* await_resume() const noexcept { return got_; }
 
  private:
+  static Message* parked() noexcept { return reinterpret_cast<Message*>(alignof(Message)); }
   BasicQueuePort<Lock>& port_;
   CoWaiter waiter_;
   Message* got_ = nullptr;

@@ -155,8 +155,8 @@ long messages() {
 }
 
 TEST(Stress, EverySendIsRepliedExactlyOnceWhateverRouteItTakes) {
-  testing::Watchdog wd("the stress mix to finish", std::chrono::seconds(200));
   const long total = messages();
+  testing::Watchdog wd("the stress mix to finish", std::chrono::seconds(120 + total / 20'000));
   Runtime rt;
   const int cores = rt.size();
   // Per core: two servers for life, one that ends early (its port then refuses).

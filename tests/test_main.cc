@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -16,8 +17,10 @@ class PerTestWatchdog : public ::testing::EmptyTestEventListener {
  public:
   void OnTestStart(const ::testing::TestInfo& info) override {
     Watchdog::test_name() = std::string(info.test_suite_name()) + "." + info.name();
+    const char* env = std::getenv("MSGPORT_TEST_WATCHDOG_SECONDS");  // tools/soak.sh: longer
+    long limit = env != nullptr ? std::atol(env) : 0;
     dog_ = std::make_unique<Watchdog>("the test to finish (per-test limit)",
-                                      std::chrono::seconds(240));
+                                      std::chrono::seconds(limit > 0 ? limit : 240));
   }
   void OnTestEnd(const ::testing::TestInfo&) override { dog_.reset(); }
 

@@ -10,4 +10,4 @@ tools/deps.sh >/dev/null
 cmake -S . -B build-soak -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g" -DMSGPORT_BUILD_BENCH=OFF >/dev/null
 cmake --build build-soak --target stress_test >/dev/null
-MSGPORT_STRESS_MESSAGES=$n build-soak/tests/stress_test --gtest_brief=1 | grep -E 'stress:|FAIL|PASS'
+MSGPORT_TEST_WATCHDOG_SECONDS=7200 MSGPORT_STRESS_MESSAGES=$n build-soak/tests/stress_test --gtest_brief=1 | grep -E 'stress:|FAIL|PASS'

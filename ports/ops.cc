@@ -1,5 +1,7 @@
 #include "ports/ops.h"
 
+#include <cstdio>
+
 namespace msgport {
 
 using detail::MsgAccess;
@@ -16,6 +18,22 @@ void Context::post_reply(Message&) noexcept {
 void Port::abort(Message&) noexcept {}
 
 bool Port::remove_queued(Message&, bool) noexcept { return false; }
+
+void detail::abandon(Message& m) noexcept {
+  if (m.done()) return;  // replied while its waiter could no longer run: nothing dangles
+  Port* holder = m.holder();
+  if (holder != nullptr && holder->remove_queued(m, false)) {
+    // Taken back before any agent began it: as if never sent. A plain store: out of every
+    // queue, the message is nobody else's.
+    MsgAccess::state(m).store(0, std::memory_order_release);
+    return;
+  }
+  std::fprintf(stderr,
+               "msgport: a coroutine parked on a message was destroyed while port %p still holds "
+               "the message; that port must not reply it (its memory is gone)\n",
+               static_cast<void*>(holder));
+  std::fflush(stderr);
+}
 
 int wait_msg_blocking(Message& m) {
   ThreadWaiter waiter;
@@ -42,7 +60,8 @@ bool drop_msg(Message& m) noexcept {
   if (MsgAccess::state(m).load(std::memory_order_acquire) & detail::kParked) return false;
   Port* holder = m.holder();
   if (!holder->remove_queued(m, false)) return false;
-  // Never begun: it is the sender's again, as if it had never been sent.
+  // Never begun: it is the sender's again, as if it had never been sent. A plain store: out of
+  // the holder's queue (taken under its lock), nobody else can reach the message.
   MsgAccess::state(m).store(0, std::memory_order_release);
   return true;
 }

@@ -186,6 +186,9 @@ inline bool park(Message& m, Waiter& w) noexcept {
   return false;
 }
 
+// The coroutine parked on m is being destroyed with m still in flight (a cancelled thread).
+void abandon(Message& m) noexcept;
+
 // wait_msg found m done: if its reply was queued on its reply port, take it off that queue.
 inline void collect(Message& m) noexcept {
   Port* rp = MsgAccess::reply_port(m);
@@ -201,20 +204,35 @@ inline void collect(Message& m) noexcept {
 // The awaitable of do_msg. do_msg(port, m) begins the message when it is called (the agent runs
 // then); awaiting the result does not suspend when the agent acted at once, and parks the
 // coroutine on m otherwise.
+//
+// A coroutine destroyed while parked here (a cancelled thread's frame) takes its message back if
+// it is still queued at its holder, and otherwise says on stderr that the holder still has it
+// (detail::abandon): that holder must not reply into the freed frame.
 class [[nodiscard]] DoMsg {
  public:
   explicit DoMsg(Message& m) noexcept : m_(m) {}
+  DoMsg(const DoMsg&) = delete;
+  DoMsg& operator=(const DoMsg&) = delete;
+  ~DoMsg() {
+    if (parked_) [[unlikely]]
+      detail::abandon(m_);
+  }
 
   bool await_ready() const noexcept { return m_.done(); }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
     waiter_.arm(h);
-    return detail::park(m_, waiter_);
+    parked_ = detail::park(m_, waiter_);
+    return parked_;
   }
-  int await_resume() const noexcept { return m_.result(); }
+  int await_resume() noexcept {
+    parked_ = false;
+    return m_.result();
+  }
 
  private:
   Message& m_;
   CoWaiter waiter_;
+  bool parked_ = false;
 };
 
 template <PortType P>
@@ -243,9 +261,16 @@ void send_msg(P& port, Message& m) {
 }
 
 // The awaitable of wait_msg.
+// Destroyed while parked: as DoMsg.
 class [[nodiscard]] WaitMsg {
  public:
   explicit WaitMsg(Message& m) noexcept : m_(m) {}
+  WaitMsg(WaitMsg&& other) noexcept : m_(other.m_) {}  // before it is awaited (JoinHandle)
+  WaitMsg& operator=(const WaitMsg&) = delete;
+  ~WaitMsg() {
+    if (parked_) [[unlikely]]
+      detail::abandon(m_);
+  }
 
   bool await_ready() noexcept {
     MSGPORT_CHECK_RULE(m_.flags() & kMsgInFlight, "wait_msg: waiting on a message nobody sent");
@@ -255,15 +280,22 @@ class [[nodiscard]] WaitMsg {
   }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
     waiter_.arm(h);
-    if (detail::park(m_, waiter_)) return true;
+    if (detail::park(m_, waiter_)) {
+      parked_ = true;
+      return true;
+    }
     detail::collect(m_);
     return false;
   }
-  int await_resume() const noexcept { return m_.result(); }
+  int await_resume() noexcept {
+    parked_ = false;
+    return m_.result();
+  }
 
  private:
   Message& m_;
   CoWaiter waiter_;
+  bool parked_ = false;
 };
 
 inline WaitMsg wait_msg(Message& m) noexcept { return WaitMsg(m); }

@@ -96,8 +96,18 @@ void ThreadPort::end() noexcept {
 }
 
 bool ThreadPort::remove_queued(Message& m, bool reply) noexcept {
-  // Another core cannot take a message out of this core's queue synchronously.
-  if (!on_owner()) return false;
+  if (!on_owner()) {
+    // A reply queued here is this thread's to collect: wait_msg on another core would leave it
+    // queued, and the thread would receive it a second time. Loud, in every build.
+    if (reply) {
+      detail::broken_rule(
+          "wait_msg on another core than the thread port the message replies to: collect the "
+          "reply on that port's core (wait_msg there, or wait_port on its thread)",
+          __FILE__, __LINE__);
+    }
+    // Another core cannot take a message out of this core's queue synchronously.
+    return false;
+  }
   return BasicQueuePort<OwnedLock>::remove_queued(m, reply);
 }
 

@@ -26,8 +26,10 @@
 // Thread-safety: the state word is atomic, so a reply, an abort request and the sender's wait
 // may race from different threads; everything else is touched by the current owner only.
 //
-// Each send is numbered (send()): a request naming a send made earlier (a cross-core abort still
-// on its way when the message was replied and sent again) is recognised as stale and dropped.
+// Sends that may be answered on another core are numbered (send(): a port that ships messages
+// elsewhere, like the runtime's thread port, counts them): a request naming a send made earlier
+// (a cross-core abort still on its way when the message was replied and sent again) is
+// recognised as stale and dropped. The synchronous path does not pay for the count.
 //
 // Size: 72 bytes, a whole number of 8-byte words; nothing in it is allocated.
 #pragma once
@@ -115,9 +117,10 @@ class Message : private MsgLink {
   // The port whose agent currently holds the message (its target, or where it was forwarded).
   Port* holder() const noexcept { return holder_.load(std::memory_order_acquire); }
 
-  // Which send of this message is (or was last) in flight: a number the sender's every send
-  // changes. Read it on the sender's side, or where the message is held.
-  std::uint32_t send() const noexcept { return send_; }
+  // Which send of this message is (or was last) in flight: a number that changes with every send
+  // to a port that may answer it on another core. Read it on the sender's side, or where the
+  // message is held.
+  std::uint32_t send() const noexcept { return send_.load(std::memory_order_relaxed); }
 
  private:
   friend class MsgQueue;
@@ -132,7 +135,7 @@ class Message : private MsgLink {
   Waiter* waiter_ = nullptr;             // valid while kMsgParked is set
   Context* held_on_ = nullptr;           // valid while kHeldLocally is set: the one context
   std::atomic<std::uint32_t> state_{0};  // kMsgSyncHint | kMsgInFlight | kMsgDone | ... | kParked
-  std::uint32_t send_ = 0;               // the sender's count of its sends (send())
+  std::atomic<std::uint32_t> send_{0};   // sends counted by ports that ship them (send())
   std::uint16_t options_ = 0;            // kMsgPriority | kMsgAbortable | kMsgDropable
   int result_ = 0;
 };

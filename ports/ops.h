@@ -82,7 +82,7 @@ struct MsgAccess {
   static std::atomic<Port*>& holder(Message& m) noexcept { return m.holder_; }
   static Port* reply_port(const Message& m) noexcept { return m.reply_port_; }
   static Context*& held_on(Message& m) noexcept { return m.held_on_; }
-  static std::uint32_t& send(Message& m) noexcept { return m.send_; }
+  static std::atomic<std::uint32_t>& send(Message& m) noexcept { return m.send_; }
 };
 
 // The sender hands m to port's agent. Returns what the agent answered.
@@ -92,7 +92,6 @@ inline int begin(P& port, Message& m, std::uint32_t hint) {
   MSGPORT_CHECK_RULE(!(m.flags() & kMsgQueued),
                      "a message queued on a reply port must be collected before it is sent again");
   MsgAccess::holder(m).store(&port, std::memory_order_relaxed);
-  ++MsgAccess::send(m);  // a new send: requests naming the last one are stale from here on
   // A plain store: the message is the sender's until the agent runs, nobody else writes it now.
   MsgAccess::state(m).store(kMsgInFlight | hint, std::memory_order_relaxed);
   try {

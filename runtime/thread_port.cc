@@ -48,6 +48,10 @@ int ThreadPort::begin_here(Message& m, bool cross_core) {
 }
 
 int ThreadPort::begin_msg(Message& m) {
+  // A new send: an abort naming the last one is stale from here on (runtime/core.h). One writer
+  // at a time (single writer: the sender, or the holder forwarding it here), so no RMW is needed.
+  std::atomic<std::uint32_t>& send = MsgAccess::send(m);
+  send.store(send.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   if (on_owner()) return begin_here(m, /*cross_core=*/false);
   // A port whose core has stopped refuses at once. (A closed port on a running core refuses on
   // that core: reading its flag here would pull a cache line the owner writes.)

@@ -109,6 +109,8 @@ class alignas(16) BasicQueuePort : public Port {
     std::lock_guard lock(lock_);
     return queue_.find(m);
   }
+  // The taken request at address m, or nullptr (on the owner's context; MsgQueue::find).
+  Message* taken_at(const void* m) noexcept { return taken_.find(m); }
   // A word subclasses may set once, before the port is shared, and read from any thread: it
   // sits on the first cache line, which senders read and the owner does not write.
   std::uint64_t route_ = 0;

@@ -80,7 +80,11 @@ void ThreadPort::put_reply(Message& m) noexcept {
 
 void ThreadPort::abort(Message& m) noexcept {
   if (on_owner()) {
-    BasicQueuePort<OwnedLock>::abort(m);
+    if (remove_queued(m, false)) {
+      reply_msg(m, -ECANCELED);
+    } else if (on_abort_ && taken_at(&m) != nullptr) {
+      on_abort_(m);
+    }
   } else {
     // Names this send of m: once m is replied (and maybe sent again) the entry is stale.
     owner().deliver(CoreEntry{&m, handle(), m.send(), CoreEntry::kAbort});
@@ -88,9 +92,13 @@ void ThreadPort::abort(Message& m) noexcept {
 }
 
 void ThreadPort::abort_queued(const void* addr, std::uint32_t send) noexcept {
-  Message* m = queued_at(addr);
-  // Queued here, so in flight and alive: its send number tells whether the abort is for it.
-  if (m != nullptr && m->send() == send && remove_queued(*m, false)) reply_msg(*m, -ECANCELED);
+  // Queued here, or taken by the thread and not answered: in flight and alive, so its send
+  // number may be read, and tells whether the abort is for this send.
+  if (Message* m = queued_at(addr); m != nullptr && m->send() == send) {
+    if (remove_queued(*m, false)) reply_msg(*m, -ECANCELED);
+  } else if (Message* t = on_abort_ ? taken_at(addr) : nullptr; t != nullptr && t->send() == send) {
+    on_abort_(*t);
+  }
 }
 
 void ThreadPort::end() noexcept {

@@ -24,6 +24,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "ports/queue_port.h"
@@ -46,6 +47,12 @@ class ThreadPort final : public BasicQueuePort<OwnedLock> {
 
   // On the owning core: refuse new messages and reply every queued request -ECANCELED.
   void cancel_queued() noexcept;
+
+  // Called on the owning core when an abort arrives for a request the thread has taken and not
+  // yet answered, so that long work can stop early (reply it -ECANCELED, say). Optional: the
+  // request's abort_requested() is set either way, for the thread to poll (the seeds'
+  // MSGF_ABORTED). Set it on the owning core; it must not throw.
+  void on_abort(std::function<void(Message&)> handler) { on_abort_ = std::move(handler); }
 
   // On the owning core, when the thread ends: cancel_all() (ports/queue_port.h) and retire the
   // handle, so that entries still on their way are refused without touching this port.
@@ -91,6 +98,7 @@ class ThreadPort final : public BasicQueuePort<OwnedLock> {
   std::atomic<std::uint64_t> queued_{0};
   std::atomic<std::uint64_t> refused_{0};  // more than one writer: fetch_add
   bool ended_ = false;                     // end() ran: the handle is retired
+  std::function<void(Message&)> on_abort_;
 };
 
 }  // namespace msgport

@@ -1,0 +1,337 @@
+// Ends and interleavings: what happens to messages when threads end, migrate, are cancelled or
+// the runtime stops, and the per-core budget of direct resumptions. Every wait is bounded by a
+// watchdog naming what it waits for.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ports/ports.h"
+#include "runtime/migrate.h"
+#include "runtime/runtime.h"
+#include "runtime/timer.h"
+#include "runtime/yield.h"
+#include "tests/test_support.h"
+#include "tests/watchdog.h"
+
+namespace msgport {
+namespace {
+
+using testing::ValueMsg;
+using testing::Watchdog;
+using namespace std::chrono_literals;
+
+RuntimeOptions two_cores() {
+  RuntimeOptions o;
+  o.cores = 2;
+  return o;
+}
+
+// Takes one request and returns without answering it.
+Task<int> take_one_and_return(LwThread& self) {
+  Message* m = co_await wait_port(self.port());
+  co_return m != nullptr ? 1 : 0;
+}
+
+TEST(ThreadEnd, ARequestTakenAndNotAnsweredIsRepliedECANCELED) {
+  Runtime rt(two_cores());
+  auto server = rt.spawn(1, take_one_and_return);
+  ValueMsg m;
+  Watchdog wd("the reply to a request its server took and dropped");
+  EXPECT_EQ(do_msg_blocking(server.port(), m), -ECANCELED);
+  EXPECT_EQ(server.join(), 1);
+  rt.stop();
+}
+
+// Parks a while (so requests queue), then returns with them still queued.
+Task<int> sleep_then_return(LwThread&) {
+  co_await sleep_for(absl::Milliseconds(20));
+  co_return 0;
+}
+
+TEST(ThreadEnd, QueuedRequestsAreRepliedAndLaterSendsRefused) {
+  Runtime rt(two_cores());
+  auto server = rt.spawn(1, sleep_then_return);
+  ValueMsg queued[3];
+  for (auto& m : queued) send_msg(server.port(), m);
+  Watchdog wd("the queued requests' replies and the refusal of later sends");
+  EXPECT_EQ(server.join(), 0);
+  for (auto& m : queued) EXPECT_EQ(wait_msg_blocking(m), -ECANCELED) << "queued when it ended";
+  ValueMsg late;
+  EXPECT_EQ(do_msg_blocking(server.port(), late), -ECANCELED) << "sent after it ended";
+  // From a lightweight thread on the port's own core, and from the other core.
+  auto send_from = [&](int core) {
+    return rt
+        .spawn(core,
+               [&server]() -> Task<int> {
+                 ValueMsg m;
+                 co_return co_await do_msg(server.port(), m);
+               }())
+        .join();
+  };
+  EXPECT_EQ(send_from(1), -ECANCELED);
+  EXPECT_EQ(send_from(0), -ECANCELED);
+  rt.stop();
+}
+
+// A server that tells the client through on_abort, and answers -ECANCELED at once.
+Task<int> abortable_server(LwThread& self) {
+  int aborted = 0;
+  Message* held = nullptr;
+  self.port().on_abort([&](Message& m) {
+    ++aborted;
+    if (&m == held) {
+      held = nullptr;
+      reply_msg(m, -ECANCELED);
+    }
+  });
+  held = co_await wait_port(self.port());
+  for (int i = 0; i < 500 && held != nullptr; ++i) co_await sleep_for(absl::Milliseconds(1));
+  if (held != nullptr) reply_msg(*held, 1);  // no abort came: answer normally
+  co_return aborted;
+}
+
+TEST(Abort, AHolderLearnsThatARequestItTookWasAborted) {
+  for (int core : {0, 1}) {  // the client on the server's core, then on the other one
+    Runtime rt(two_cores());
+    auto server = rt.spawn(1, abortable_server);
+    auto client = rt.spawn(core, [&server]() -> Task<int> {
+      ValueMsg m;
+      m.set_abortable(true);
+      send_msg(server.port(), m);
+      co_await sleep_for(absl::Milliseconds(5));  // the server has taken it by now
+      abort_msg(m);
+      co_return co_await wait_msg(m);
+    }());
+    Watchdog wd("the aborted request's reply");
+    EXPECT_EQ(client.join(), -ECANCELED) << "client on core " << core;
+    EXPECT_EQ(server.join(), 1) << "the handler ran once";
+    rt.stop();
+  }
+}
+
+// A sender that migrates while its message is in flight on its old core's thread port, and a
+// server that migrates between taking a request and replying: every reply finds its waiter.
+Task<int> echo_server(LwThread& self, Core& elsewhere, bool migrate) {
+  int served = 0;
+  for (;;) {
+    Message* m = co_await wait_port(self.port());
+    if (m == nullptr) break;
+    if (migrate && served % 2 == 0) {
+      co_await migrate_to(elsewhere);
+      reply_msg(*m, static_cast<ValueMsg*>(m)->value + 1);
+      co_await migrate_to(self.core());  // its port is served on its own core
+    } else {
+      reply_msg(*m, static_cast<ValueMsg*>(m)->value + 1);
+    }
+    ++served;
+  }
+  co_return served;
+}
+
+Task<int> migrating_client(Runtime& rt, ThreadPort& to, int n) {
+  int ok = 0;
+  for (int i = 0; i < n; ++i) {
+    ValueMsg m;
+    m.value = i;
+    send_msg(to, m);
+    co_await migrate_to(rt.core(1 - this_core().id()));
+    if (co_await wait_msg(m) == i + 1) ++ok;
+  }
+  co_return ok;
+}
+
+TEST(Migration, RepliesFindTheirWaiterWhereverEitherSideNowRuns) {
+  Watchdog wd("replies to migrating senders from migrating servers");
+  const int n = testing::stress(5000, 1000);
+  for (bool server_migrates : {false, true}) {
+    Runtime rt(two_cores());
+    auto server = rt.spawn(0, [&rt, server_migrates](LwThread& self) {
+      return echo_server(self, rt.core(1), server_migrates);
+    });
+    EXPECT_EQ(rt.spawn(0, migrating_client(rt, server.port(), n)).join(), n);
+    rt.stop();
+    EXPECT_EQ(server.join(), n);
+  }
+}
+
+// The sender sends to its own core's thread port, migrates, and parks on the other core; the
+// server replies only once the sender has parked there. The park must publish the waiter (with
+// release, through the compare-exchange) since the reply comes from another core: under
+// ThreadSanitizer a plain park is a reported race on the waiter, and without the race detector a
+// reply racing the park would be lost.
+Task<int> reply_once_parked(LwThread& self) {
+  int served = 0;
+  for (;;) {
+    Message* m = co_await wait_port(self.port());
+    if (m == nullptr) break;
+    while (!(detail::MsgAccess::state(*m).load(std::memory_order_acquire) & detail::kParked)) {
+      co_await yield_now();
+    }
+    reply_msg(*m, static_cast<ValueMsg*>(m)->value + 1);
+    ++served;
+  }
+  co_return served;
+}
+
+TEST(Migration, ASenderThatMigratedParksSoThatAReplyFromItsOldCoreFindsIt) {
+  Watchdog wd("replies to senders parked after migrating");
+  const int n = testing::stress(2000, 300);
+  Runtime rt(two_cores());
+  auto server = rt.spawn(0, reply_once_parked);
+  EXPECT_EQ(rt.spawn(0, migrating_client(rt, server.port(), n)).join(), n);
+  rt.stop();
+  EXPECT_EQ(server.join(), n);
+}
+
+// A client and a server on one core answering each other never return to the core's loop by
+// themselves; the budget of direct resumptions makes the core serve its timers and inboxes.
+TEST(Fairness, ATimerAndAnotherCoreAreServedDuringASameCorePingPong) {
+  Runtime rt(two_cores());
+  std::atomic<bool> stop{false};
+  auto server = rt.spawn(0, [](LwThread& self) -> Task<long> {
+    long n = 0;
+    for (;;) {
+      Message* m = co_await wait_port(self.port());
+      if (m == nullptr) break;
+      reply_msg(*m, 0);
+      ++n;
+    }
+    co_return n;
+  });
+  auto client = rt.spawn(0, [&stop, &server]() -> Task<long> {
+    ValueMsg m;
+    long n = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      co_await do_msg(server.port(), m);
+      ++n;
+    }
+    co_return n;
+  }());
+  Watchdog wd("a timer and a cross-core message on a core busy with a ping-pong");
+  auto sleeper = rt.spawn(0, []() -> Task<int> {
+    co_await sleep_for(absl::Milliseconds(1));
+    co_return 1;
+  }());
+  EXPECT_EQ(sleeper.join(), 1) << "the timer fired";
+  ValueMsg from_other;
+  auto other = rt.spawn(1, [&server, &from_other]() -> Task<int> {
+    co_return co_await do_msg(server.port(), from_other);
+  }());
+  EXPECT_EQ(other.join(), 0) << "the other core's message was served";
+  stop.store(true);
+  EXPECT_GT(client.join(), 0);
+  rt.stop();
+}
+
+TEST(Stop, JoiningAThreadThatStopCancelledThrowsThreadCancelled) {
+  Runtime rt(two_cores());
+  auto sleeper = rt.spawn(1, []() -> Task<int> {
+    co_await sleep_for(absl::Hours(1));
+    co_return 1;
+  }());
+  rt.stop(StopMode::kCancel);
+  Watchdog wd("join of a cancelled thread");
+  EXPECT_THROW(sleeper.join(), ThreadCancelled);
+}
+
+TEST(Stop, DrainEndsAfterItsGraceWhenAThreadServesAPortNobodyClosed) {
+  auto work = [](Message& m) { return static_cast<ValueMsg&>(m).value; };
+  SerializedPort<decltype(work)> port(work);
+  RuntimeOptions o = two_cores();
+  o.stop_grace = absl::Milliseconds(100);
+  Runtime rt(o);
+  auto server = rt.spawn(1, port.serve());
+  ValueMsg m;
+  m.value = 3;
+  EXPECT_EQ(do_msg_blocking(port, m), 3);
+  Watchdog wd("stop(kDrain) with a port nobody closed");
+  ::testing::internal::CaptureStderr();
+  rt.stop(StopMode::kDrain);
+  std::string said = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(said.find("still running"), std::string::npos) << said;
+  EXPECT_THROW(server.join(), ThreadCancelled);
+  ValueMsg late;
+  late.value = 4;
+  // The serializer is free: the port still answers inline; nothing dangles from the frame.
+  EXPECT_EQ(do_msg_blocking(port, late), 4);
+}
+
+TEST(Stop, SpawnRacingStopEitherRunsOrThrows) {
+  for (int round = 0; round < testing::stress(50, 10); ++round) {
+    Runtime rt(two_cores());
+    std::atomic<int> ran{0}, refused{0};
+    std::thread spawner([&] {
+      for (int i = 0; i < 200; ++i) {
+        try {
+          rt.spawn(i % 2,
+                   [&ran]() -> Task<void> {
+                     ran.fetch_add(1);
+                     co_return;
+                   }())
+              .detach();
+        } catch (const std::logic_error&) {
+          refused.fetch_add(1);
+        }
+      }
+    });
+    Watchdog wd("stop(kDrain) racing spawns");
+    rt.stop(StopMode::kDrain);
+    spawner.join();
+    EXPECT_EQ(ran.load() + refused.load(), 200) << "every spawn ran (drained) or threw";
+  }
+}
+
+TEST(JoinHandle, ASecondAwaitThrowsLogicError) {
+  Runtime rt(two_cores());
+  auto worker = rt.spawn(1, []() -> Task<int> { co_return 5; }());
+  auto joiner = rt.spawn(0, [&worker]() -> Task<int> {
+    int first = co_await worker;
+    try {
+      co_await worker;
+    } catch (const std::logic_error&) {
+      co_return first;
+    }
+    co_return -1;
+  }());
+  Watchdog wd("the joiner");
+  EXPECT_EQ(joiner.join(), 5);
+  rt.stop();
+}
+
+TEST(Runtime, BlockOnFromACoreThrows) {
+  Runtime rt(two_cores());
+  auto t = rt.spawn(0, [&rt]() -> Task<int> {
+    try {
+      rt.block_on([]() -> Task<int> { co_return 1; }());
+    } catch (const std::logic_error&) {
+      co_return 1;
+    }
+    co_return 0;
+  }());
+  Watchdog wd("block_on from a core");
+  EXPECT_EQ(t.join(), 1);
+  rt.stop();
+}
+
+TEST(Runtime, SpawnKeepsACapturingLambdaAliveForTheThread) {
+  Runtime rt(two_cores());
+  std::vector<int> data{1, 2, 3};
+  auto h = rt.spawn(1, [copy = data](LwThread&) -> Task<int> {
+    co_await sleep_for(absl::Milliseconds(2));  // the spawn call's temporaries are gone by now
+    int sum = 0;
+    for (int v : copy) sum += v;
+    co_return sum;
+  });
+  Watchdog wd("the thread using its lambda's captures");
+  EXPECT_EQ(h.join(), 6);
+  rt.stop();
+}
+
+}  // namespace
+}  // namespace msgport

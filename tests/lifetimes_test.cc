@@ -68,10 +68,10 @@ TEST(ThreadEnd, QueuedRequestsAreRepliedAndLaterSendsRefused) {
   auto send_from = [&](int core) {
     return rt
         .spawn(core,
-               [&server]() -> Task<int> {
+               [&server](LwThread&) -> Task<int> {
                  ValueMsg m;
                  co_return co_await do_msg(server.port(), m);
-               }())
+               })
         .join();
   };
   EXPECT_EQ(send_from(1), -ECANCELED);
@@ -100,14 +100,14 @@ TEST(Abort, AHolderLearnsThatARequestItTookWasAborted) {
   for (int core : {0, 1}) {  // the client on the server's core, then on the other one
     Runtime rt(two_cores());
     auto server = rt.spawn(1, abortable_server);
-    auto client = rt.spawn(core, [&server]() -> Task<int> {
+    auto client = rt.spawn(core, [&server](LwThread&) -> Task<int> {
       ValueMsg m;
       m.set_abortable(true);
       send_msg(server.port(), m);
       co_await sleep_for(absl::Milliseconds(5));  // the server has taken it by now
       abort_msg(m);
       co_return co_await wait_msg(m);
-    }());
+    });
     Watchdog wd("the aborted request's reply");
     EXPECT_EQ(client.join(), -ECANCELED) << "client on core " << core;
     EXPECT_EQ(server.join(), 1) << "the handler ran once";
@@ -204,7 +204,7 @@ TEST(Fairness, ATimerAndAnotherCoreAreServedDuringASameCorePingPong) {
     }
     co_return n;
   });
-  auto client = rt.spawn(0, [&stop, &server]() -> Task<long> {
+  auto client = rt.spawn(0, [&stop, &server](LwThread&) -> Task<long> {
     ValueMsg m;
     long n = 0;
     while (!stop.load(std::memory_order_relaxed)) {
@@ -212,7 +212,7 @@ TEST(Fairness, ATimerAndAnotherCoreAreServedDuringASameCorePingPong) {
       ++n;
     }
     co_return n;
-  }());
+  });
   Watchdog wd("a timer and a cross-core message on a core busy with a ping-pong");
   auto sleeper = rt.spawn(0, []() -> Task<int> {
     co_await sleep_for(absl::Milliseconds(1));
@@ -220,9 +220,9 @@ TEST(Fairness, ATimerAndAnotherCoreAreServedDuringASameCorePingPong) {
   }());
   EXPECT_EQ(sleeper.join(), 1) << "the timer fired";
   ValueMsg from_other;
-  auto other = rt.spawn(1, [&server, &from_other]() -> Task<int> {
+  auto other = rt.spawn(1, [&server, &from_other](LwThread&) -> Task<int> {
     co_return co_await do_msg(server.port(), from_other);
-  }());
+  });
   EXPECT_EQ(other.join(), 0) << "the other core's message was served";
   stop.store(true);
   EXPECT_GT(client.join(), 0);
@@ -269,12 +269,10 @@ TEST(Stop, SpawnRacingStopEitherRunsOrThrows) {
     std::thread spawner([&] {
       for (int i = 0; i < 200; ++i) {
         try {
-          rt.spawn(i % 2,
-                   [&ran]() -> Task<void> {
-                     ran.fetch_add(1);
-                     co_return;
-                   }())
-              .detach();
+          rt.spawn(i % 2, [&ran](LwThread&) -> Task<void> {
+              ran.fetch_add(1);
+              co_return;
+            }).detach();
         } catch (const std::logic_error&) {
           refused.fetch_add(1);
         }
@@ -290,7 +288,7 @@ TEST(Stop, SpawnRacingStopEitherRunsOrThrows) {
 TEST(JoinHandle, ASecondAwaitThrowsLogicError) {
   Runtime rt(two_cores());
   auto worker = rt.spawn(1, []() -> Task<int> { co_return 5; }());
-  auto joiner = rt.spawn(0, [&worker]() -> Task<int> {
+  auto joiner = rt.spawn(0, [&worker](LwThread&) -> Task<int> {
     int first = co_await worker;
     try {
       co_await worker;
@@ -298,7 +296,7 @@ TEST(JoinHandle, ASecondAwaitThrowsLogicError) {
       co_return first;
     }
     co_return -1;
-  }());
+  });
   Watchdog wd("the joiner");
   EXPECT_EQ(joiner.join(), 5);
   rt.stop();
@@ -306,14 +304,14 @@ TEST(JoinHandle, ASecondAwaitThrowsLogicError) {
 
 TEST(Runtime, BlockOnFromACoreThrows) {
   Runtime rt(two_cores());
-  auto t = rt.spawn(0, [&rt]() -> Task<int> {
+  auto t = rt.spawn(0, [&rt](LwThread&) -> Task<int> {
     try {
       rt.block_on([]() -> Task<int> { co_return 1; }());
     } catch (const std::logic_error&) {
       co_return 1;
     }
     co_return 0;
-  }());
+  });
   Watchdog wd("block_on from a core");
   EXPECT_EQ(t.join(), 1);
   rt.stop();

@@ -101,8 +101,11 @@ void Core::start() {
     int rc = -1;
     for (const Try& t : tries) {
       io_uring_params p{};
-      p.flags = t.flags;
-      rc = io_uring_queue_init_params(256, &ring_, &p);
+      // A completion queue with room for many connections' completions at once; past it the
+      // kernel keeps the overflow (IORING_FEAT_NODROP) until the core reaps.
+      p.flags = t.flags | IORING_SETUP_CQSIZE;
+      p.cq_entries = kCqEntries;
+      rc = io_uring_queue_init_params(kSqEntries, &ring_, &p);
       if (rc == 0) {
         ring_features_ = t.name;
         break;
@@ -110,6 +113,13 @@ void Core::start() {
     }
     if (rc != 0) {
       error = absl::StrCat("msgport: io_uring_queue_init on core ", id_, ": ", strerror(-rc));
+      if (rc == -EPERM || rc == -ENOSYS || rc == -EACCES) {
+        absl::StrAppend(&error,
+                        " (io_uring is not available to this process: the kernel disables it "
+                        "(sysctl kernel.io_uring_disabled; set it to 0 as root) or a container's "
+                        "seccomp profile blocks io_uring_setup (allow it, or run outside the "
+                        "container); msgport's cores need io_uring to sleep, wake and do I/O)");
+      }
       ready.store(-1, std::memory_order_release);
       ready.notify_one();
       return;
@@ -119,6 +129,9 @@ void Core::start() {
     ready.store(1, std::memory_order_release);
     ready.notify_one();
     run();
+    // Every device message is replied before the ring goes (their waiters will not run again
+    // on this core, but the messages are done and their buffers released by the kernel).
+    if (device_ != nullptr) device_->drain();
     current_ = nullptr;
     io_uring_queue_exit(&ring_);
   });
@@ -170,8 +183,15 @@ bool Core::turn() {
   }
   work += fire_timers();
   work += reap_cqes();
+  submit();  // one submit per turn for everything the turn prepared
   flush_out();
   return work > 0;
+}
+
+int Core::submit() noexcept {
+  if (device_ != nullptr) device_->flush();
+  if (io_uring_sq_ready(&ring_) == 0) return 0;
+  return io_uring_submit(&ring_);
 }
 
 void Core::process(const CoreEntry& e) {
@@ -396,6 +416,10 @@ void Core::idle() {
     for (unsigned i = 1;; ++i) {
       if (has_visible_work(false)) return;
       if (i % 64 == 0) {
+        // A DEFER_TASKRUN ring posts device completions only when asked: ask now and then.
+        if (io_in_flight_ != 0 && (ring_.flags & IORING_SETUP_DEFER_TASKRUN)) {
+          io_uring_get_events(&ring_);
+        }
         absl::Time now = absl::Now();
         if (i == 64) {
           until = now + absl::Nanoseconds(poll);

@@ -183,6 +183,26 @@ class Core final : public Context {
   // collect completions while it is busy (DEFER_TASKRUN posts them only when asked).
   void io_started() noexcept { ++io_in_flight_; }
   void io_finished() noexcept { --io_in_flight_; }
+  std::uint64_t io_in_flight() const noexcept { return io_in_flight_; }
+
+  // The device layer (io/) attached to this core. The core submits what was prepared on its ring
+  // once per loop turn, after calling flush() (a device queues there what found the submission
+  // queue full); when the core stops it calls drain(), which must cancel what is in flight and
+  // reap it, so that every device message is replied before the ring goes away.
+  struct Device {
+    virtual void flush() noexcept = 0;
+    virtual void drain() noexcept = 0;
+
+   protected:
+    ~Device() = default;
+  };
+  // On this core's thread; one device per core.
+  void attach_device(Device* d) noexcept { device_ = d; }
+  Device* device() const noexcept { return device_; }
+  // On this core's thread: submit what is prepared now (a device whose submission queue is full).
+  int submit() noexcept;
+  // On this core's thread: reap and dispatch the completions there now; returns how many.
+  std::size_t reap() noexcept { return reap_cqes(); }
 
  private:
   friend class Runtime;
@@ -209,6 +229,8 @@ class Core final : public Context {
   bool has_visible_work(bool about_to_sleep) noexcept;
 
   static inline thread_local Core* current_ = nullptr;
+  static constexpr unsigned kSqEntries = 256;
+  static constexpr unsigned kCqEntries = 8192;
 
   Runtime& rt_;
   const int id_;
@@ -250,6 +272,7 @@ class Core final : public Context {
   bool eventfd_armed_ = false;
   std::uint64_t io_in_flight_ = 0;
   std::string ring_features_;
+  Device* device_ = nullptr;
 
   std::vector<CoreTimer*> timers_;
   std::uint64_t timer_seq_ = 0;

@@ -1,15 +1,23 @@
-// io/ — io_uring device ports.
+// io/io.h — everything in the io layer: device ports on each core's io_uring, and the typed
+// wrappers over them.
 //
-// Contract: this layer will expose files, sockets and timers as msgport ports backed by
-// io_uring, including cancellation of in-flight requests. It includes only "runtime/...",
-// "ports/...", liburing and the standard library; nothing below it (ports/, runtime/) may
-// include "io/...".
+//   io/io_msg.h       IoMsg: one operation as a message (files, sockets), deadlines, errors
+//   io/device_port.h  DevicePort: the agent that submits IoMsgs on its core's ring
+//   io/io_call.h      IoCall: an IoMsg awaited from a coroutine
+//   io/file.h         File: open, read, write (plain and vectored), fsync, statx, close
+//
+// The layer includes only "runtime/...", "ports/...", liburing, Abseil and the standard library;
+// nothing below it includes "io/...".
 #pragma once
+
+#include "io/device_port.h"
+#include "io/file.h"
+#include "io/io_call.h"
+#include "io/io_msg.h"
 
 namespace msgport::io {
 
-// Name of the kernel I/O backend this layer drives ("io_uring"). Placeholder until the device
-// ports land.
-const char* backend_name() noexcept;
+// The kernel I/O backend the device ports drive.
+inline const char* backend_name() noexcept { return "io_uring"; }
 
 }  // namespace msgport::io

@@ -43,6 +43,12 @@ class MsgQueue {
     ++size_;
   }
 
+  // The next message (priority first), still linked; nullptr when empty.
+  Message* front() noexcept {
+    MsgLink* first = prio_.next != &prio_ ? prio_.next : normal_.next;
+    return first == &normal_ ? nullptr : static_cast<Message*>(first);
+  }
+
   // The next message (priority first), unlinked; nullptr when empty.
   Message* pop() noexcept {
     MsgLink* first = prio_.next != &prio_ ? prio_.next : normal_.next;

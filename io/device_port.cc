@@ -1,0 +1,407 @@
+// io/device_port.cc — the device port's agent, its completions, backlog, aborts and drain.
+#include "io/device_port.h"
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+
+#include "absl/strings/str_cat.h"
+#include "ports/check.h"
+#include "ports/ops.h"
+
+namespace msgport::io {
+
+namespace {
+
+// The io_uring opcode each operation needs (for the probe).
+int opcode_of(IoOp op) noexcept {
+  switch (op) {
+    case IoOp::kNop:
+      return IORING_OP_NOP;
+    case IoOp::kRead:
+      return IORING_OP_READ;
+    case IoOp::kWrite:
+      return IORING_OP_WRITE;
+    case IoOp::kReadv:
+      return IORING_OP_READV;
+    case IoOp::kWritev:
+      return IORING_OP_WRITEV;
+    case IoOp::kFsync:
+      return IORING_OP_FSYNC;
+    case IoOp::kOpen:
+      return IORING_OP_OPENAT;
+    case IoOp::kClose:
+      return IORING_OP_CLOSE;
+    case IoOp::kStatx:
+      return IORING_OP_STATX;
+    case IoOp::kAccept:
+      return IORING_OP_ACCEPT;
+    case IoOp::kConnect:
+      return IORING_OP_CONNECT;
+    case IoOp::kRecv:
+      return IORING_OP_RECV;
+    case IoOp::kSend:
+      return IORING_OP_SEND;
+    case IoOp::kSendZc:
+      return IORING_OP_SEND_ZC;
+    case IoOp::kShutdown:
+      return IORING_OP_SHUTDOWN;
+    case IoOp::kSocket:
+      return IORING_OP_SOCKET;
+  }
+  return IORING_OP_NOP;
+}
+
+constexpr IoOp kAllOps[] = {IoOp::kNop,    IoOp::kRead,   IoOp::kWrite,    IoOp::kReadv,
+                            IoOp::kWritev, IoOp::kFsync,  IoOp::kOpen,     IoOp::kClose,
+                            IoOp::kStatx,  IoOp::kAccept, IoOp::kConnect,  IoOp::kRecv,
+                            IoOp::kSend,   IoOp::kSendZc, IoOp::kShutdown, IoOp::kSocket};
+
+std::uint64_t bit(IoOp op) noexcept { return std::uint64_t{1} << static_cast<unsigned>(op); }
+
+void bump(std::uint64_t& c) noexcept { ++c; }
+
+// How long a stopping core waits for the kernel to finish cancelled operations.
+constexpr auto kDrainGrace = std::chrono::seconds(5);
+
+}  // namespace
+
+const char* op_name(IoOp op) noexcept {
+  switch (op) {
+    case IoOp::kNop:
+      return "nop";
+    case IoOp::kRead:
+      return "read";
+    case IoOp::kWrite:
+      return "write";
+    case IoOp::kReadv:
+      return "readv";
+    case IoOp::kWritev:
+      return "writev";
+    case IoOp::kFsync:
+      return "fsync";
+    case IoOp::kOpen:
+      return "open";
+    case IoOp::kClose:
+      return "close";
+    case IoOp::kStatx:
+      return "statx";
+    case IoOp::kAccept:
+      return "accept";
+    case IoOp::kConnect:
+      return "connect";
+    case IoOp::kRecv:
+      return "recv";
+    case IoOp::kSend:
+      return "send";
+    case IoOp::kSendZc:
+      return "send_zc";
+    case IoOp::kShutdown:
+      return "shutdown";
+    case IoOp::kSocket:
+      return "socket";
+  }
+  return "?";
+}
+
+std::string describe(IoOp op, int result) {
+  if (result >= 0) return absl::StrCat(op_name(op), ": ok (", result, ")");
+  const char* name = strerrorname_np(-result);
+  return absl::StrCat(op_name(op), ": ", strerror(-result), " (", name ? name : "?", ")");
+}
+
+std::string DevicePort::Counters::to_string() const {
+  return absl::StrCat("inline=", inline_done, " submitted=", submitted, " completed=", completed,
+                      " backlogged=", backlogged, " cancelled=", cancelled,
+                      " timed_out=", timed_out);
+}
+
+// ---- one per core ------------------------------------------------------------------------------
+
+namespace {
+// The core's device port, owned by the core's thread: created on first use, destroyed when the
+// thread ends (after the core drained it and closed its ring).
+thread_local std::unique_ptr<DevicePort> t_port;
+}  // namespace
+
+DevicePort& DevicePort::current() {
+  if (t_port == nullptr) {
+    Core& core = detail::current_core_or_throw("io::device_port()");
+    t_port.reset(new DevicePort(core));
+  }
+  return *t_port;
+}
+
+DevicePort::DevicePort(Core& core) : core_(core) {
+  if (io_uring_probe* probe = io_uring_get_probe_ring(core_.ring())) {
+    for (IoOp op : kAllOps) {
+      if (!io_uring_opcode_supported(probe, opcode_of(op))) {
+        unsupported_ |= bit(op);
+      } else if (op == IoOp::kSendZc || op == IoOp::kSocket) {
+        absl::StrAppend(&features_, features_.empty() ? "" : " ", op_name(op));
+      }
+    }
+    io_uring_free_probe(probe);
+  }
+  core_.attach_device(this);
+}
+
+DevicePort::~DevicePort() = default;
+
+bool DevicePort::supports(IoOp op) const noexcept { return !(unsupported_ & bit(op)); }
+
+// ---- the agent ---------------------------------------------------------------------------------
+
+int DevicePort::begin_msg(Message& msg) {
+  auto& m = static_cast<IoMsg&>(msg);
+  if (Core::current() != &core_) return -EXDEV;  // a device port works on its own core only
+  if (!supports(m.op)) return -EOPNOTSUPP;
+  m.port_ = this;
+  m.done_bytes_ = 0;
+  m.timed_out_ = false;
+  m.cancel_sent_ = false;
+  int result;
+  if (inline_ && try_inline(m, result)) {
+    bump(counters_.inline_done);
+    return result;
+  }
+  // Behind what already waits for room, in order.
+  if (!backlog_.empty() || !submit(m)) {
+    backlog_.push(m);
+    bump(counters_.backlogged);
+  }
+  return kAsync;
+}
+
+// Nonblocking attempts for the operations that can complete without waiting. true: done, with
+// `result`; false: go through the ring (it would block, or the operation has no such path).
+bool DevicePort::try_inline(IoMsg& m, int& result) noexcept {
+  if (m.timeout_ != absl::ZeroDuration() && m.op != IoOp::kSend) return false;
+  ssize_t n;
+  switch (m.op) {
+    case IoOp::kRecv:
+      n = ::recv(m.fd, m.buf, m.len, m.flags | MSG_DONTWAIT);
+      break;
+    case IoOp::kSend: {
+      n = ::send(m.fd, m.buf, m.len, m.flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n >= 0 && static_cast<std::uint32_t>(n) < m.len) {
+        m.done_bytes_ = static_cast<std::uint32_t>(n);  // the rest goes through the ring
+        return false;
+      }
+      break;
+    }
+    case IoOp::kRead: {
+      if (m.offset == static_cast<std::uint64_t>(-1)) return false;
+      iovec iov{m.buf, m.len};
+      n = ::preadv2(m.fd, &iov, 1, static_cast<off_t>(m.offset), RWF_NOWAIT);
+      break;
+    }
+    default:
+      return false;
+  }
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EOPNOTSUPP) return false;
+    result = -errno;
+    return true;
+  }
+  result = static_cast<int>(n);
+  return true;
+}
+
+// Prepares m's submission (and its linked timeout) on the core's ring.
+bool DevicePort::submit(IoMsg& m) noexcept {
+  io_uring* ring = core_.ring();
+  const unsigned need = m.timeout_ != absl::ZeroDuration() ? 2 : 1;
+  if (io_uring_sq_space_left(ring) < need) {
+    io_uring_submit(ring);  // make room: what is prepared goes to the kernel now
+    if (io_uring_sq_space_left(ring) < need) return false;
+  }
+  io_uring_sqe* sqe = io_uring_get_sqe(ring);
+  char* bytes = static_cast<char*>(m.buf);
+  switch (m.op) {
+    case IoOp::kNop:
+      io_uring_prep_nop(sqe);
+      break;
+    case IoOp::kRead:
+      io_uring_prep_read(sqe, m.fd, m.buf, m.len, m.offset);
+      break;
+    case IoOp::kWrite:
+      io_uring_prep_write(sqe, m.fd, m.buf, m.len, m.offset);
+      break;
+    case IoOp::kReadv:
+      io_uring_prep_readv(sqe, m.fd, static_cast<const iovec*>(m.buf), m.len, m.offset);
+      break;
+    case IoOp::kWritev:
+      io_uring_prep_writev(sqe, m.fd, static_cast<const iovec*>(m.buf), m.len, m.offset);
+      break;
+    case IoOp::kFsync:
+      io_uring_prep_fsync(sqe, m.fd, static_cast<unsigned>(m.flags));
+      break;
+    case IoOp::kOpen:
+      io_uring_prep_openat(sqe, m.fd, m.path, m.flags, m.mode);
+      break;
+    case IoOp::kClose:
+      io_uring_prep_close(sqe, m.fd);
+      break;
+    case IoOp::kStatx:
+      io_uring_prep_statx(sqe, m.fd, m.path, m.flags, m.mode, m.statx_buf);
+      break;
+    case IoOp::kAccept:
+      io_uring_prep_accept(sqe, m.fd, m.addr, m.addrlen, m.flags);
+      break;
+    case IoOp::kConnect:
+      io_uring_prep_connect(sqe, m.fd, m.addr, m.addr_size);
+      break;
+    case IoOp::kRecv:
+      io_uring_prep_recv(sqe, m.fd, m.buf, m.len, m.flags);
+      break;
+    case IoOp::kSend:
+      io_uring_prep_send(sqe, m.fd, bytes + m.done_bytes_, m.len - m.done_bytes_,
+                         m.flags | MSG_NOSIGNAL);
+      break;
+    case IoOp::kSendZc:
+      io_uring_prep_send_zc(sqe, m.fd, bytes + m.done_bytes_, m.len - m.done_bytes_,
+                            m.flags | MSG_NOSIGNAL, 0);
+      break;
+    case IoOp::kShutdown:
+      io_uring_prep_shutdown(sqe, m.fd, m.flags);
+      break;
+    case IoOp::kSocket:
+      io_uring_prep_socket(sqe, m.fd, m.flags, static_cast<int>(m.mode), 0);
+      break;
+  }
+  io_uring_sqe_set_data(sqe, static_cast<Core::CqeHandler*>(&m.op_cqe_));
+  m.cqes_left_ = 1;
+  if (need == 2) {
+    sqe->flags |= IOSQE_IO_LINK;
+    absl::Duration d = m.timeout_;
+    m.ts_.tv_sec = absl::ToInt64Seconds(d);
+    m.ts_.tv_nsec = absl::ToInt64Nanoseconds(d - absl::Seconds(m.ts_.tv_sec));
+    io_uring_sqe* t = io_uring_get_sqe(ring);
+    io_uring_prep_link_timeout(t, &m.ts_, 0);
+    io_uring_sqe_set_data(t, static_cast<Core::CqeHandler*>(&m.timeout_cqe_));
+    m.cqes_left_ = 2;
+  }
+  core_.io_started();
+  bump(counters_.submitted);
+  return true;
+}
+
+// ---- completions -------------------------------------------------------------------------------
+
+void IoMsg::Cqe::on_cqe(const io_uring_cqe& cqe) noexcept {
+  IoMsg& m = *self;
+  if (this == &m.timeout_cqe_) {
+    if (cqe.res == -ETIME) m.timed_out_ = true;
+  } else if (cqe.flags & IORING_CQE_F_NOTIF) {
+    // send_zc's notification: the kernel is done with the buffer.
+  } else {
+    m.res_ = cqe.res;
+    if (cqe.flags & IORING_CQE_F_MORE) ++m.cqes_left_;  // send_zc: a notification follows
+  }
+  if (--m.cqes_left_ == 0) m.port_->completed(m);
+}
+
+// Every CQE of m is in: the kernel is done with m and its buffers.
+void DevicePort::completed(IoMsg& m) noexcept {
+  core_.io_finished();
+  int r = m.res_;
+  if ((m.op == IoOp::kSend || m.op == IoOp::kSendZc) && r > 0) {
+    m.done_bytes_ += static_cast<std::uint32_t>(r);
+    r = static_cast<int>(m.done_bytes_);
+    // A short send goes on, unless it was aborted or timed out, or the core is stopping.
+    if (m.done_bytes_ < m.len && !m.timed_out_ && !m.abort_requested() && !draining_) {
+      if (!backlog_.empty() || !submit(m)) {
+        backlog_.push(m);
+        bump(counters_.backlogged);
+      }
+      return;
+    }
+    if (m.done_bytes_ < m.len) r = m.timed_out_ ? -ETIMEDOUT : -ECANCELED;
+  } else if (m.timed_out_ && (r == -ECANCELED || r == -EINTR)) {
+    r = -ETIMEDOUT;
+  }
+  if (r == -ETIMEDOUT) bump(counters_.timed_out);
+  bump(counters_.completed);
+  reply_msg(m, r);
+}
+
+// ---- abort, backlog, drain ---------------------------------------------------------------------
+
+bool DevicePort::remove_queued(Message& msg, bool reply) noexcept {
+  if (reply || Core::current() != &core_) return false;
+  return backlog_.remove(msg);
+}
+
+void DevicePort::abort(Message& msg) noexcept {
+  auto& m = static_cast<IoMsg&>(msg);
+  if (Core::current() != &core_) {
+    detail::broken_rule("abort_msg on a device message: call it on the core that sent the message",
+                        __FILE__, __LINE__);
+  }
+  if (backlog_.remove(m)) {
+    reply_msg(m, -ECANCELED);  // never reached the kernel
+    return;
+  }
+  if (m.cancel_sent_ || m.done()) return;
+  io_uring* ring = core_.ring();
+  io_uring_sqe* sqe = io_uring_get_sqe(ring);
+  if (sqe == nullptr) {
+    io_uring_submit(ring);
+    sqe = io_uring_get_sqe(ring);
+    if (sqe == nullptr) return;  // the kernel refuses everything now; the send goes on
+  }
+  io_uring_prep_cancel(sqe, static_cast<Core::CqeHandler*>(&m.op_cqe_), 0);
+  io_uring_sqe_set_data64(sqe, 0);  // the cancel's own completion is not a message's
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  m.cancel_sent_ = true;
+  bump(counters_.cancelled);
+}
+
+void DevicePort::flush() noexcept {
+  // In order: the oldest first, and none behind one that still finds no room.
+  while (Message* head = backlog_.front()) {
+    if (!submit(static_cast<IoMsg&>(*head))) return;
+    backlog_.remove(*head);
+  }
+}
+
+void DevicePort::drain() noexcept {
+  draining_ = true;
+  while (Message* m = backlog_.pop()) reply_msg(*m, -ECANCELED);
+  io_uring* ring = core_.ring();
+  if (core_.io_in_flight() == 0) return;
+  io_uring_sqe* sqe = io_uring_get_sqe(ring);
+  if (sqe == nullptr) {
+    io_uring_submit(ring);
+    sqe = io_uring_get_sqe(ring);
+  }
+  if (sqe != nullptr) {
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, 0);
+  }
+  auto until = std::chrono::steady_clock::now() + kDrainGrace;
+  while (core_.io_in_flight() != 0 && std::chrono::steady_clock::now() < until) {
+    __kernel_timespec ts{0, 10'000'000};
+    io_uring_cqe* cqe = nullptr;
+    io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, nullptr);
+    core_.reap();
+  }
+  if (core_.io_in_flight() != 0) {
+    std::fprintf(stderr,
+                 "msgport: core %d stopped with %llu device operation(s) the kernel did not "
+                 "finish after a cancel; their messages are not replied\n",
+                 core_.id(), static_cast<unsigned long long>(core_.io_in_flight()));
+  }
+}
+
+}  // namespace msgport::io

@@ -57,14 +57,19 @@ int opcode_of(IoOp op) noexcept {
       return IORING_OP_SHUTDOWN;
     case IoOp::kSocket:
       return IORING_OP_SOCKET;
+    case IoOp::kAcceptMulti:
+      return IORING_OP_ACCEPT;
+    case IoOp::kRecvMulti:
+      return IORING_OP_RECV;
   }
   return IORING_OP_NOP;
 }
 
-constexpr IoOp kAllOps[] = {IoOp::kNop,    IoOp::kRead,   IoOp::kWrite,    IoOp::kReadv,
-                            IoOp::kWritev, IoOp::kFsync,  IoOp::kOpen,     IoOp::kClose,
-                            IoOp::kStatx,  IoOp::kAccept, IoOp::kConnect,  IoOp::kRecv,
-                            IoOp::kSend,   IoOp::kSendZc, IoOp::kShutdown, IoOp::kSocket};
+constexpr IoOp kAllOps[] = {IoOp::kNop,         IoOp::kRead,     IoOp::kWrite,    IoOp::kReadv,
+                            IoOp::kWritev,      IoOp::kFsync,    IoOp::kOpen,     IoOp::kClose,
+                            IoOp::kStatx,       IoOp::kAccept,   IoOp::kConnect,  IoOp::kRecv,
+                            IoOp::kSend,        IoOp::kSendZc,   IoOp::kShutdown, IoOp::kSocket,
+                            IoOp::kAcceptMulti, IoOp::kRecvMulti};
 
 std::uint64_t bit(IoOp op) noexcept { return std::uint64_t{1} << static_cast<unsigned>(op); }
 
@@ -109,6 +114,10 @@ const char* op_name(IoOp op) noexcept {
       return "shutdown";
     case IoOp::kSocket:
       return "socket";
+    case IoOp::kAcceptMulti:
+      return "accept";
+    case IoOp::kRecvMulti:
+      return "recv";
   }
   return "?";
 }
@@ -278,6 +287,14 @@ bool DevicePort::submit(IoMsg& m) noexcept {
     case IoOp::kSocket:
       io_uring_prep_socket(sqe, m.fd, m.flags, static_cast<int>(m.mode), 0);
       break;
+    case IoOp::kAcceptMulti:
+      io_uring_prep_multishot_accept(sqe, m.fd, m.addr, m.addrlen, m.flags);
+      break;
+    case IoOp::kRecvMulti:
+      io_uring_prep_recv_multishot(sqe, m.fd, nullptr, 0, m.flags);
+      sqe->flags |= IOSQE_BUFFER_SELECT;
+      sqe->buf_group = m.buf_group;
+      break;
   }
   io_uring_sqe_set_data(sqe, static_cast<Core::CqeHandler*>(&m.op_cqe_));
   m.cqes_left_ = 1;
@@ -304,6 +321,10 @@ void IoMsg::Cqe::on_cqe(const io_uring_cqe& cqe) noexcept {
     if (cqe.res == -ETIME) m.timed_out_ = true;
   } else if (cqe.flags & IORING_CQE_F_NOTIF) {
     // send_zc's notification: the kernel is done with the buffer.
+  } else if (m.on_more != nullptr) {
+    m.on_more(m, cqe);  // a multishot's completion: its data goes to its owner
+    if (cqe.flags & IORING_CQE_F_MORE) return;
+    m.res_ = cqe.res;  // the last one
   } else {
     m.res_ = cqe.res;
     if (cqe.flags & IORING_CQE_F_MORE) ++m.cqes_left_;  // send_zc: a notification follows

@@ -5,15 +5,20 @@
 //   io/device_port.h  DevicePort: the agent that submits IoMsgs on its core's ring
 //   io/io_call.h      IoCall: an IoMsg awaited from a coroutine
 //   io/file.h         File: open, read, write (plain and vectored), fsync, statx, close
+//   io/tcp.h          SocketAddress, TcpListener (multishot accept), TcpStream (connect, send,
+//                     recv, multishot receive into the core's buffer ring, send_zc, shutdown)
+//   io/buffer_ring.h  BufferRing: provided buffers for multishot recv
 //
 // The layer includes only "runtime/...", "ports/...", liburing, Abseil and the standard library;
 // nothing below it includes "io/...".
 #pragma once
 
+#include "io/buffer_ring.h"
 #include "io/device_port.h"
 #include "io/file.h"
 #include "io/io_call.h"
 #include "io/io_msg.h"
+#include "io/tcp.h"
 
 namespace msgport::io {
 

@@ -55,6 +55,10 @@ enum class IoOp : std::uint8_t {
   kSendZc,    // as kSend, zero-copy: replied after the kernel's notification
   kShutdown,  // fd, flags = how (SHUT_*)
   kSocket,    // domain in fd, type in flags, protocol in mode
+  // Multishot: one message, many completions, each passed to on_more; the message is replied
+  // once, after the last (the kernel is done with it then).
+  kAcceptMulti,  // fd (listener), flags (SOCK_*): each completion a new connection (or -errno)
+  kRecvMulti,    // fd, flags (MSG_*), buf_group: each completion a buffer of the group, 0 or -errno
 };
 
 // The operation's name, for errors ("read", "accept", ...).
@@ -85,6 +89,11 @@ class IoMsg : public Message {
   socklen_t* addrlen = nullptr;  // kAccept: in/out
   socklen_t addr_size = 0;       // kConnect
   struct statx* statx_buf = nullptr;
+
+  std::uint16_t buf_group = 0;  // kRecvMulti: the provided-buffer group (io/buffer_ring.h)
+  // Multishot: called on the core for every completion (the last one too, before the reply).
+  void (*on_more)(IoMsg& m, const io_uring_cqe& cqe) noexcept = nullptr;
+  void* owner = nullptr;  // for on_more: whatever the multishot serves
 
   // A deadline for the operation, counted from its submission. Zero: none.
   void set_timeout(absl::Duration d) noexcept { timeout_ = d; }

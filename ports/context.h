@@ -23,6 +23,7 @@
 // indirect call. Nothing here allocates.
 #pragma once
 
+#include <climits>
 #include <coroutine>
 #include <cstdint>
 
@@ -59,7 +60,9 @@ class Context {
   // Direct resumption is a privilege with a budget: a chain of replies resuming waiters inline
   // (a client and a server on one context answering each other) runs at most kDirectBudget
   // resumptions; after that, wake-ups are posted and the context's loop gets back to its other
-  // work (inboxes, timers, completions) first. The loop refills the budget (refill_budget).
+  // work (inboxes, timers, completions) first. A context whose loop refills the budget
+  // (refill_budget(), once per resumption it makes, as the runtime's cores do) opts in; one
+  // that never does has no budget.
   static constexpr std::uint32_t kDirectBudget = 128;
 
   // For a waker about to resume a waiter of this context inline: false (and nothing spent) when
@@ -92,7 +95,7 @@ class Context {
  private:
   static inline thread_local Context* current_ = nullptr;
   bool holding_ = false;
-  std::uint32_t budget_ = kDirectBudget;
+  std::uint32_t budget_ = UINT32_MAX;  // no budget until the loop refills it
 };
 
 enum class Wake { kDirect, kScheduled };

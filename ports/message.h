@@ -27,11 +27,13 @@
 // may race from different threads; everything else is touched by the current owner only.
 //
 // Sends that may be answered on another core are numbered (send(): a port that ships messages
-// elsewhere, like the runtime's thread port, counts them): a request naming a send made earlier
-// (a cross-core abort still on its way when the message was replied and sent again) is
-// recognised as stale and dropped. The synchronous path does not pay for the count.
+// elsewhere, like the runtime's thread port, numbers them): a request naming a send made earlier
+// (a cross-core abort still on its way when the message was replied, and it or a new message at
+// the same address was sent again) is recognised as stale and dropped. The numbers are unique
+// in the process (detail::next_send_number): two sends never share one, whoever makes them.
+// The synchronous path does not pay for them.
 //
-// Size: 72 bytes, a whole number of 8-byte words; nothing in it is allocated.
+// Size: 80 bytes, a whole number of 8-byte words; nothing in it is allocated.
 #pragma once
 
 #include <atomic>
@@ -120,7 +122,7 @@ class Message : private MsgLink {
   // Which send of this message is (or was last) in flight: a number that changes with every send
   // to a port that may answer it on another core. Read it on the sender's side, or where the
   // message is held.
-  std::uint32_t send() const noexcept { return send_.load(std::memory_order_relaxed); }
+  std::uint64_t send() const noexcept { return send_.load(std::memory_order_relaxed); }
 
  private:
   friend class MsgQueue;
@@ -135,7 +137,7 @@ class Message : private MsgLink {
   Waiter* waiter_ = nullptr;             // valid while kMsgParked is set
   Context* held_on_ = nullptr;           // valid while kHeldLocally is set: the one context
   std::atomic<std::uint32_t> state_{0};  // kMsgSyncHint | kMsgInFlight | kMsgDone | ... | kParked
-  std::atomic<std::uint32_t> send_{0};   // sends counted by ports that ship them (send())
+  std::atomic<std::uint64_t> send_{0};   // the send's number, from ports that ship it (send())
   std::uint16_t options_ = 0;            // kMsgPriority | kMsgAbortable | kMsgDropable
   int result_ = 0;
 };

@@ -20,7 +20,9 @@ namespace msgport {
 class MsgQueue {
  public:
   enum Kind : bool { kQueue = false, kTaken = true };
-  explicit MsgQueue(Kind kind = kQueue) noexcept : taken_(kind) {
+  // A taken list names the context it belongs to: its requests are answered there.
+  explicit MsgQueue(Kind kind = kQueue, Context* context = nullptr) noexcept
+      : context_(context), taken_(kind) {
     init(prio_);
     init(normal_);
   }
@@ -81,6 +83,14 @@ class MsgQueue {
     return nullptr;
   }
 
+  // The context of the taken list m is in, or nullptr when it is in none.
+  static Context* taken_context(const Message& m) noexcept {
+    const void* q = static_cast<const MsgLink&>(m).queue.load(std::memory_order_relaxed);
+    if (q == nullptr) return nullptr;
+    const auto* queue = static_cast<const MsgQueue*>(q);
+    return queue->taken_ ? queue->context_ : nullptr;
+  }
+
   // Takes m out of the taken list it is in, if any (reply_msg, forward_msg). m must not sit in a
   // request or reply queue: such a message is not the replier's to answer.
   static void leave_taken(Message& m) noexcept {
@@ -108,6 +118,7 @@ class MsgQueue {
   MsgLink prio_;
   MsgLink normal_;
   std::size_t size_ = 0;
+  Context* context_;
   bool taken_;
 };
 

@@ -8,6 +8,21 @@ using detail::MsgAccess;
 
 void Port::put_reply(Message& m) noexcept { detail::complete(m); }
 
+void detail::finish_posted_reply(Message& m, bool context_stopped) noexcept {
+  if (!context_stopped) {
+    route_reply(m);
+    return;
+  }
+  MsgQueue::leave_taken(m);
+  MsgAccess::state(m).fetch_and(~kHeldLocally, std::memory_order_acq_rel);
+  deliver_reply(m);
+}
+
+std::uint64_t detail::next_send_number_block() noexcept {
+  static std::atomic<std::uint64_t> blocks{0};
+  return blocks.fetch_add(1, std::memory_order_relaxed);
+}
+
 void Context::post_reply(Message&) noexcept {
   detail::broken_rule(
       "a message held by a single-context port (LocalPort) was replied from another thread, and "

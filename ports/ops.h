@@ -82,8 +82,18 @@ struct MsgAccess {
   static std::atomic<Port*>& holder(Message& m) noexcept { return m.holder_; }
   static Port* reply_port(const Message& m) noexcept { return m.reply_port_; }
   static Context*& held_on(Message& m) noexcept { return m.held_on_; }
-  static std::atomic<std::uint32_t>& send(Message& m) noexcept { return m.send_; }
+  static std::atomic<std::uint64_t>& send(Message& m) noexcept { return m.send_; }
 };
+
+// A number no other send in the process has (Message::send()). Each thread takes numbers from
+// a block of its own, and a new block from one shared counter once in a million sends.
+std::uint64_t next_send_number_block() noexcept;
+inline std::uint64_t next_send_number() noexcept {
+  constexpr std::uint64_t kBlock = std::uint64_t{1} << 20;
+  thread_local std::uint64_t next = 0;
+  if (next % kBlock == 0) next = next_send_number_block() * kBlock + 1;  // never 0
+  return next++;
+}
 
 // The sender hands m to port's agent. Returns what the agent answered.
 template <PortType P>
@@ -111,14 +121,24 @@ inline int finish_inline(Message& m, int result) noexcept {
   return result;
 }
 
-// A message held locally (kHeldLocally) on another context than the caller's, and whose sender
-// has not parked yet: the sender may park there with a plain store at any moment, so the reply
-// is finished on that context (Context::post_reply), never here. That happens only when its
-// holder moved (migrated) or handed it to another thread. Once the sender has parked (kParked,
-// published with release) it writes the state no more, and anyone may complete it.
-inline bool reply_elsewhere(Message& m) noexcept {
+// Where a reply must be completed instead of here, or nullptr: here will do. A message held
+// locally (kHeldLocally) on another context: its sender may park there with a plain store at any
+// moment, so no other thread may complete it until the sender has parked (kParked, published with
+// release; it writes the word no more then) — and its reply port may be that context's alone, so
+// a queued reply is always finished there. That happens only when the holder moved (migrated) or
+// handed the message to another thread, forwarded or not: a forward's kForwarded may be erased by
+// the sender's plain store, so it does not count here.
+inline Context* held_elsewhere(Message& m) noexcept {
   std::uint32_t s = MsgAccess::state(m).load(std::memory_order_acquire);
-  if ((s & (kHeldLocally | kForwarded | kParked)) != kHeldLocally) return false;
+  if (!(s & kHeldLocally) || MsgAccess::held_on(m) == Context::current()) return nullptr;
+  bool queued_reply = MsgAccess::reply_port(m) != nullptr && !(s & kMsgSyncHint);
+  return (!(s & kParked) || queued_reply) ? MsgAccess::held_on(m) : nullptr;
+}
+
+// The same check for complete() called directly (a port's put_reply, a stopping port).
+inline bool complete_elsewhere(Message& m) noexcept {
+  std::uint32_t s = MsgAccess::state(m).load(std::memory_order_acquire);
+  if ((s & (kHeldLocally | kParked)) != kHeldLocally) return false;
   Context* home = MsgAccess::held_on(m);
   if (home == Context::current()) return false;
   home->post_reply(m);
@@ -147,7 +167,7 @@ inline void complete(Message& m) noexcept {
       w->wake();
       return;
     }
-  } else if (reply_elsewhere(m)) [[unlikely]] {
+  } else if (complete_elsewhere(m)) [[unlikely]] {
     return;
   }
   s = state.fetch_or(kMsgDone | kMsgReplied, std::memory_order_acq_rel);
@@ -311,15 +331,38 @@ bool drop_msg(Message& m) noexcept;
 
 namespace detail {
 
-// The reply's delivery, once the result is stored: to the waiter or the reply port.
+// The reply's delivery, on the context it belongs to: to the waiter or the reply port.
 inline void deliver_reply(Message& m) noexcept {
   Port* rp = MsgAccess::reply_port(m);
   if (rp == nullptr || (MsgAccess::state(m).load(std::memory_order_relaxed) & kMsgSyncHint)) {
     complete(m);
-  } else if (!reply_elsewhere(m)) {
+  } else {
     rp->put_reply(m);
   }
 }
+
+// A reply with its result stored, taken where it belongs, step by step:
+//   1. A request taken from a thread port leaves that port's taken list on the port's context
+//      (the list is that context's alone): from elsewhere the reply goes there first.
+//   2. A message held locally elsewhere is completed there (held_elsewhere).
+//   3. Then it goes to its waiter or its reply port.
+inline void route_reply(Message& m) noexcept {
+  if (Context* list = MsgQueue::taken_context(m); list != nullptr && list != Context::current()) {
+    list->post_reply(m);
+    return;
+  }
+  MsgQueue::leave_taken(m);  // no longer held by the thread that took it (ports/msg_queue.h)
+  if (Context* there = held_elsewhere(m)) [[unlikely]] {
+    there->post_reply(m);
+    return;
+  }
+  deliver_reply(m);
+}
+
+// Finishes a reply that Context::post_reply brought here (route_reply again). On a context that no
+// longer runs (a stopped core) the caller is the only one left: it finishes the reply itself,
+// the held-locally mark cleared first, so that nothing sends the reply back there.
+void finish_posted_reply(Message& m, bool context_stopped) noexcept;
 
 }  // namespace detail
 
@@ -328,13 +371,18 @@ inline void reply_msg(Message& m, int result) noexcept {
   MSGPORT_CHECK_RULE(m.in_flight(),
                      "reply_msg: a message is replied exactly once, and only after it was sent");
   detail::MsgAccess::result(m) = result;
-  MsgQueue::leave_taken(m);  // no longer held by the thread that took it (ports/msg_queue.h)
-  detail::deliver_reply(m);
+  detail::route_reply(m);
 }
 
 template <PortType P>
 void forward_msg(P& port, Message& m) {
   MSGPORT_CHECK_RULE(m.in_flight(), "forward_msg: only a message in flight can be forwarded");
+  if (Context* list = MsgQueue::taken_context(m); list != nullptr && list != Context::current()) {
+    detail::broken_rule(
+        "forward_msg: a request taken from a thread port is forwarded on that port's core (a "
+        "thread that migrated forwards it once it is back, or replies it)",
+        __FILE__, __LINE__);
+  }
   MsgQueue::leave_taken(m);
   // Acquire-release: a parked state stored plainly (kHeldLocally) travels with the message.
   detail::MsgAccess::state(m).fetch_or(detail::kForwarded, std::memory_order_acq_rel);

@@ -102,7 +102,8 @@ class alignas(16) BasicQueuePort : public Port {
  protected:
   // A port that belongs to one context from the start and keeps a list of the requests its
   // owner has taken (MsgQueue::kTaken): its owner must take and answer them on that context.
-  explicit BasicQueuePort(Context* owner) noexcept : context_(owner) {}
+  explicit BasicQueuePort(Context* owner) noexcept
+      : context_(owner), taken_(MsgQueue::kTaken, owner) {}
   Context* bound_context() const noexcept { return context_; }
   // The queued message at address m, or nullptr: found without reading *m (MsgQueue::find).
   Message* queued_at(const void* m) noexcept {

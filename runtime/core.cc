@@ -29,7 +29,7 @@ namespace {
 
 // A kCall entry: run its function here.
 inline void run_call(const CoreEntry& e) noexcept {
-  auto* call = static_cast<CoreCall*>(e.ptr);
+  auto* call = static_cast<CoreCall*>(e.ptr());
   call->fn(call);
 }
 
@@ -195,20 +195,20 @@ int Core::submit() noexcept {
 }
 
 void Core::process(const CoreEntry& e) {
-  switch (e.kind) {
+  switch (e.kind()) {
     case CoreEntry::kResume:
       bump(counters_.resumed);
-      resume_here(std::coroutine_handle<>::from_address(e.ptr));
+      resume_here(std::coroutine_handle<>::from_address(e.ptr()));
       break;
     case CoreEntry::kResumeWaiter:
       bump(counters_.resumed);
-      resume_here(static_cast<CoWaiter*>(e.ptr)->handle());
+      resume_here(static_cast<CoWaiter*>(e.ptr())->handle());
       break;
     case CoreEntry::kSend: {
       // The message was last written on the sender's core and is about to be written here:
       // fetch its line for writing at once rather than shared and then again for ownership.
-      __builtin_prefetch(e.ptr, 1);
-      auto& m = *static_cast<Message*>(e.ptr);
+      __builtin_prefetch(e.ptr(), 1);
+      auto& m = *static_cast<Message*>(e.ptr());
       ThreadPort* port = ports_.find(e.port);
       // A port whose thread ended meanwhile refuses, like a closed one.
       int r = port != nullptr ? port->begin_here(m, /*cross_core=*/true) : -ECANCELED;
@@ -216,7 +216,7 @@ void Core::process(const CoreEntry& e) {
       break;
     }
     case CoreEntry::kReply: {
-      auto& m = *static_cast<Message*>(e.ptr);
+      auto& m = *static_cast<Message*>(e.ptr());
       if (ThreadPort* port = ports_.find(e.port)) {
         port->BasicQueuePort<OwnedLock>::put_reply(m);
       } else {
@@ -229,10 +229,10 @@ void Core::process(const CoreEntry& e) {
       break;
     case CoreEntry::kAbort:
       // A port that is gone took its messages with it (replied); a stale send is left alone.
-      if (ThreadPort* port = ports_.find(e.port)) port->abort_queued(e.ptr, e.send);
+      if (ThreadPort* port = ports_.find(e.port)) port->abort_queued(e.ptr(), e.send);
       break;
     case CoreEntry::kFinishReply:
-      detail::deliver_reply(*static_cast<Message*>(e.ptr));
+      detail::finish_posted_reply(*static_cast<Message*>(e.ptr()), /*context_stopped=*/false);
       break;
   }
   flush_out();
@@ -241,22 +241,20 @@ void Core::process(const CoreEntry& e) {
 // ---- delivery --------------------------------------------------------------------------------
 
 void Core::schedule(std::coroutine_handle<> h) noexcept {
-  deliver(CoreEntry{h.address(), 0, 0, CoreEntry::kResume});
+  deliver(CoreEntry(h.address(), CoreEntry::kResume));
 }
 
-void Core::post(CoWaiter& w) noexcept { deliver(CoreEntry{&w, 0, 0, CoreEntry::kResumeWaiter}); }
+void Core::post(CoWaiter& w) noexcept { deliver(CoreEntry(&w, CoreEntry::kResumeWaiter)); }
 
-void Core::post_reply(Message& m) noexcept {
-  deliver(CoreEntry{&m, 0, 0, CoreEntry::kFinishReply});
-}
+void Core::post_reply(Message& m) noexcept { deliver(CoreEntry(&m, CoreEntry::kFinishReply)); }
 
 void Core::deliver(const CoreEntry& e) noexcept {
   Core* from = current_;
   if (from == this) {
-    if (e.kind == CoreEntry::kResume) {
-      ready_.push_back(std::coroutine_handle<>::from_address(e.ptr));
-    } else if (e.kind == CoreEntry::kResumeWaiter) {
-      ready_.push_back(static_cast<CoWaiter*>(e.ptr)->handle());
+    if (e.kind() == CoreEntry::kResume) {
+      ready_.push_back(std::coroutine_handle<>::from_address(e.ptr()));
+    } else if (e.kind() == CoreEntry::kResumeWaiter) {
+      ready_.push_back(static_cast<CoWaiter*>(e.ptr())->handle());
     } else {
       process(e);
     }
@@ -284,16 +282,16 @@ void Core::deliver(const CoreEntry& e) noexcept {
 }
 
 void Core::refuse(const CoreEntry& e) noexcept {
-  switch (e.kind) {
+  switch (e.kind()) {
     case CoreEntry::kSend:
-      reply_msg(*static_cast<Message*>(e.ptr), -ECANCELED);
+      reply_msg(*static_cast<Message*>(e.ptr()), -ECANCELED);
       break;
     case CoreEntry::kReply:
-      detail::complete(*static_cast<Message*>(e.ptr));
+      detail::complete(*static_cast<Message*>(e.ptr()));
       break;
     case CoreEntry::kFinishReply:
       // Nothing runs on the core any more, so nothing there can race with the reply.
-      detail::deliver_reply(*static_cast<Message*>(e.ptr));
+      detail::finish_posted_reply(*static_cast<Message*>(e.ptr()), /*context_stopped=*/true);
       break;
     case CoreEntry::kCall:
       run_call(e);

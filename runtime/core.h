@@ -74,12 +74,23 @@ struct CoreEntry {
     kReply,         // ptr: a Message whose reply port is the thread port `port`
     kAbort,         // ptr: the address of a Message, send `send`, held by the thread port `port`
     kCall,          // ptr: a CoreCall to run on this core
-    kFinishReply,   // ptr: a Message held locally here, replied elsewhere (Context::post_reply)
+    kFinishReply,   // ptr: a Message whose reply is finished here (Context::post_reply)
   };
-  void* ptr = nullptr;
+  CoreEntry() = default;
+  // ptr is 8-byte aligned (messages, waiters, frames, calls all are): the kind rides in its low
+  // bits, so that an entry is three words.
+  CoreEntry(void* ptr, Kind kind, std::uint64_t port_handle = 0,
+            std::uint64_t send_number = 0) noexcept
+      : word_(reinterpret_cast<std::uintptr_t>(ptr) | kind), port(port_handle), send(send_number) {}
+  void* ptr() const noexcept { return reinterpret_cast<void*>(word_ & ~std::uintptr_t{7}); }
+  Kind kind() const noexcept { return static_cast<Kind>(word_ & 7); }
+
+ private:
+  std::uintptr_t word_ = 0;
+
+ public:
   std::uint64_t port = 0;  // a thread port's handle (kSend, kReply, kAbort)
-  std::uint32_t send = 0;  // kAbort: which send of the message
-  Kind kind = kResume;
+  std::uint64_t send = 0;  // kAbort: which send of the message (Message::send())
 };
 
 // Counters of one core. Snapshot with Core::counters(); printable with to_string().

@@ -106,8 +106,8 @@ void Runtime::start_thread(std::shared_ptr<detail::LwStateBase> st, detail::LwRu
     st->id = next_thread_id_++;
     st->index = threads_.size();
     threads_.push_back(st);
+    live_.fetch_add(1, std::memory_order_acq_rel);  // with the list: stop sees both or neither
   }
-  live_.fetch_add(1, std::memory_order_acq_rel);
   st->core().schedule(runner.handle);
 }
 
@@ -151,7 +151,7 @@ void Runtime::on_thread_cores(const std::vector<std::shared_ptr<detail::LwStateB
     };
   }
   // A core that has stopped runs the call on this thread instead (Core::deliver).
-  for (Job& job : jobs) job.thread->core().deliver(CoreEntry{&job, 0, 0, CoreEntry::kCall});
+  for (Job& job : jobs) job.thread->core().deliver(CoreEntry(&job, CoreEntry::kCall));
   while (pending.load(std::memory_order_acquire) != 0) std::this_thread::yield();
 }
 
@@ -183,6 +183,11 @@ void Runtime::report_stuck() {
 }
 
 void Runtime::stop(StopMode mode) {
+  if (Core::current() != nullptr && &Core::current()->runtime() == this) {
+    throw std::logic_error(
+        "msgport: stop() called on one of the runtime's own cores would wait for that core to "
+        "stop; call it from a plain thread (main)");
+  }
   bool first;
   {
     std::lock_guard lock(threads_mu_);  // orders stop after every spawn it lets in

@@ -48,10 +48,8 @@ int ThreadPort::begin_here(Message& m, bool cross_core) {
 }
 
 int ThreadPort::begin_msg(Message& m) {
-  // A new send: an abort naming the last one is stale from here on (runtime/core.h). One writer
-  // at a time (single writer: the sender, or the holder forwarding it here), so no RMW is needed.
-  std::atomic<std::uint32_t>& send = MsgAccess::send(m);
-  send.store(send.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // A new send: an abort naming an earlier one is stale from here on (runtime/core.h).
+  MsgAccess::send(m).store(detail::next_send_number(), std::memory_order_relaxed);
   if (on_owner()) return begin_here(m, /*cross_core=*/false);
   // A port whose core has stopped refuses at once. (A closed port on a running core refuses on
   // that core: reading its flag here would pull a cache line the owner writes.)
@@ -62,7 +60,7 @@ int ThreadPort::begin_msg(Message& m) {
   // Crossing to another core: the single-context shortcut must not apply to this send. A
   // read-modify-write: a forwarder calls this while the sender may be parking on m elsewhere.
   MsgAccess::state(m).fetch_or(detail::kForwarded, std::memory_order_relaxed);
-  owner().deliver(CoreEntry{&m, handle(), 0, CoreEntry::kSend});
+  owner().deliver(CoreEntry(&m, CoreEntry::kSend, handle()));
   return kAsync;
 }
 
@@ -74,7 +72,7 @@ void ThreadPort::put_reply(Message& m) noexcept {
     }
     BasicQueuePort<OwnedLock>::put_reply(m);
   } else {
-    owner().deliver(CoreEntry{&m, handle(), 0, CoreEntry::kReply});
+    owner().deliver(CoreEntry(&m, CoreEntry::kReply, handle()));
   }
 }
 
@@ -87,11 +85,11 @@ void ThreadPort::abort(Message& m) noexcept {
     }
   } else {
     // Names this send of m: once m is replied (and maybe sent again) the entry is stale.
-    owner().deliver(CoreEntry{&m, handle(), m.send(), CoreEntry::kAbort});
+    owner().deliver(CoreEntry(&m, CoreEntry::kAbort, handle(), m.send()));
   }
 }
 
-void ThreadPort::abort_queued(const void* addr, std::uint32_t send) noexcept {
+void ThreadPort::abort_queued(const void* addr, std::uint64_t send) noexcept {
   // Queued here, or taken by the thread and not answered: in flight and alive, so its send
   // number may be read, and tells whether the abort is for this send.
   if (Message* m = queued_at(addr); m != nullptr && m->send() == send) {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -328,6 +329,170 @@ TEST(Runtime, SpawnKeepsACapturingLambdaAliveForTheThread) {
   });
   Watchdog wd("the thread using its lambda's captures");
   EXPECT_EQ(h.join(), 6);
+  rt.stop();
+}
+
+// ---- regressions from a review ----------------------------------------------------------
+
+void spin_until(const std::atomic<bool>& f) {
+  while (!f.load(std::memory_order_acquire)) std::this_thread::yield();
+}
+
+// A message aborted cross-core and replied before its abort reached the port is freed; a new
+// message built at the same address (a loop-local message, a recycled frame) is sent to the same
+// port from the port's own core. The stale abort entry, still in core 1's ring, must not cancel
+// it: send numbers are unique in the process, not per message object.
+TEST(StaleAbort, ItLeavesAFreshMessageAtTheSameAddressAlone) {
+  Watchdog wd("stale abort vs a fresh message at the same address");
+  Runtime rt(two_cores());
+  alignas(ValueMsg) static unsigned char buf[sizeof(ValueMsg)];
+  std::atomic<bool> taken{false}, aborted{false}, rebuilt{false}, resent{false};
+  auto server = rt.spawn(0, [&](LwThread& self) -> Task<int> {
+    Message* m = co_await wait_port(self.port());
+    taken.store(true, std::memory_order_release);
+    spin_until(aborted);  // the abort entry is published in ring 1->0, not yet drained
+    reply_msg(*m, 1);     // the sender does not park: no entry needed to tell it
+    spin_until(rebuilt);
+    auto* fresh = reinterpret_cast<ValueMsg*>(buf);
+    send_msg(self.port(), *fresh);  // on the owner's core: queued (this thread is busy)
+    resent.store(true, std::memory_order_release);
+    co_await sleep_for(absl::Milliseconds(20));  // the next turn drains ring 1->0: the abort
+    Message* again = co_await wait_port(self.port());
+    if (again != nullptr) reply_msg(*again, 7);
+    co_return again != nullptr ? 1 : 0;
+  });
+  auto client = rt.spawn(1, [&](LwThread&) -> Task<int> {
+    auto* m = new (buf) ValueMsg;
+    m->set_abortable(true);
+    send_msg(server.port(), *m);
+    co_await yield_now();  // publish the send
+    spin_until(taken);
+    abort_msg(*m);
+    co_await yield_now();  // publish the abort
+    aborted.store(true, std::memory_order_release);
+    while (!check_msg(*m)) std::this_thread::yield();  // the reply, without parking
+    int first = m->result();
+    m->~ValueMsg();
+    new (buf) ValueMsg;  // a new message, never aborted, at the same address
+    rebuilt.store(true, std::memory_order_release);
+    co_return first;
+  });
+  EXPECT_EQ(client.join(), 1);
+  spin_until(resent);
+  auto* fresh = reinterpret_cast<ValueMsg*>(buf);
+  while (!check_msg(*fresh)) std::this_thread::yield();
+  EXPECT_FALSE(fresh->abort_requested());
+  EXPECT_EQ(fresh->result(), 7) << "a message nobody aborted was cancelled by a stale abort";
+  rt.stop(StopMode::kCancel);
+}
+
+// Control: the same object sent again (not a new one) is left alone.
+TEST(StaleAbort, ItLeavesTheSameMessageSentAgainAlone) {
+  Watchdog wd("stale abort vs a fresh message at the same address");
+  Runtime rt(two_cores());
+  alignas(ValueMsg) static unsigned char buf[sizeof(ValueMsg)];
+  std::atomic<bool> taken{false}, aborted{false}, rebuilt{false}, resent{false};
+  auto server = rt.spawn(0, [&](LwThread& self) -> Task<int> {
+    Message* m = co_await wait_port(self.port());
+    taken.store(true, std::memory_order_release);
+    spin_until(aborted);  // the abort entry is published in ring 1->0, not yet drained
+    reply_msg(*m, 1);     // the sender does not park: no entry needed to tell it
+    spin_until(rebuilt);
+    auto* fresh = reinterpret_cast<ValueMsg*>(buf);
+    send_msg(self.port(), *fresh);  // on the owner's core: queued (this thread is busy)
+    resent.store(true, std::memory_order_release);
+    co_await sleep_for(absl::Milliseconds(20));  // the next turn drains ring 1->0: the abort
+    Message* again = co_await wait_port(self.port());
+    if (again != nullptr) reply_msg(*again, 7);
+    co_return again != nullptr ? 1 : 0;
+  });
+  auto client = rt.spawn(1, [&](LwThread&) -> Task<int> {
+    auto* m = new (buf) ValueMsg;
+    m->set_abortable(true);
+    send_msg(server.port(), *m);
+    co_await yield_now();  // publish the send
+    spin_until(taken);
+    abort_msg(*m);
+    co_await yield_now();  // publish the abort
+    aborted.store(true, std::memory_order_release);
+    while (!check_msg(*m)) std::this_thread::yield();  // the reply, without parking
+    int first = m->result();
+    m->set_abortable(false);  // the same object, sent again: its send number goes on (2)
+    rebuilt.store(true, std::memory_order_release);
+    co_return first;
+  });
+  EXPECT_EQ(client.join(), 1);
+  spin_until(resent);
+  auto* fresh = reinterpret_cast<ValueMsg*>(buf);
+  while (!check_msg(*fresh)) std::this_thread::yield();
+
+  EXPECT_EQ(fresh->result(), 7) << "a message nobody aborted was cancelled by a stale abort";
+  rt.stop(StopMode::kCancel);
+}
+
+// A thread takes a request sent from its own core (so the message is marked held locally) and
+// never answers; the sender did not park on it (send_msg, then sleeps). stop(kCancel) ends the
+// ports in destroy_left, on the stopping thread, after the cores are sealed: reply_msg there sees
+// "held locally on core 0, not parked" and posts the reply to core 0 (Context::post_reply); the
+// sealed core must finish it on the caller's thread without posting it back (it used to recurse
+// until the stack overflowed).
+TEST(Stop, CancelAnswersATakenRequestHeldLocallyWithoutRecursing) {
+  Watchdog wd("stop(kCancel) with a taken request held locally");
+  Runtime rt(two_cores());
+  std::atomic<bool> took{false};
+  auto server = rt.spawn(0, [&took](LwThread& self) -> Task<int> {
+    Message* m = co_await wait_port(self.port());
+    took.store(true, std::memory_order_release);
+    co_await sleep_for(absl::Hours(1));  // never answers
+    co_return m != nullptr ? 1 : 0;
+  });
+  ValueMsg* out = nullptr;
+  auto client = rt.spawn(0, [&server, &out](LwThread&) -> Task<int> {
+    ValueMsg m;  // lives in this frame, which stop destroys after the ports are ended
+    out = &m;
+    send_msg(server.port(), m);  // from the port's own core: held locally, not parked
+    co_await sleep_for(absl::Hours(1));
+    co_return 0;
+  });
+  spin_until(took);
+  rt.stop(StopMode::kCancel);
+  EXPECT_THROW(server.join(), ThreadCancelled);
+  EXPECT_THROW(client.join(), ThreadCancelled);
+}
+
+// A server takes two requests, migrates (as lifetimes_test's echo_server does) and replies the
+// first on core 1, while an abort for the second, arriving at core 0 meanwhile, walks core 0's
+// taken list there (ThreadPort::abort_queued -> taken_at). The reply is finished on core 0, where
+// the list lives, so the two never touch it at once (under ThreadSanitizer this was a race).
+TEST(Migration, AMigratedServersReplyIsFinishedOnTheCoreOfItsTakenList) {
+  Watchdog wd("a migrated server replying while its home core walks the taken list");
+  Runtime rt(two_cores());
+  std::atomic<int> phase{0};
+  std::atomic<bool> abort_seen{false};
+  auto server = rt.spawn(0, [&rt, &phase, &abort_seen](LwThread& self) -> Task<int> {
+    self.port().on_abort(
+        [&abort_seen](Message&) { abort_seen.store(true, std::memory_order_relaxed); });
+    Message* a = co_await wait_port(self.port());
+    Message* b = co_await wait_port(self.port());
+    co_await migrate_to(rt.core(1));
+    phase.store(1, std::memory_order_relaxed);
+    while (phase.load(std::memory_order_relaxed) != 2) std::this_thread::yield();
+    reply_msg(*a, 1);  // unlinks a from core 0's taken list, here on core 1
+    while (!abort_seen.load(std::memory_order_relaxed)) std::this_thread::yield();
+    reply_msg(*b, 2);
+    co_await migrate_to(self.core());
+    co_return 0;
+  });
+  ValueMsg a, b;
+  b.set_abortable(true);
+  send_msg(server.port(), a);
+  send_msg(server.port(), b);
+  while (phase.load(std::memory_order_relaxed) != 1) std::this_thread::yield();
+  abort_msg(b);                               // core 0 walks the taken list (on_abort is set) ...
+  phase.store(2, std::memory_order_relaxed);  // ... while core 1 unlinks a from it
+  EXPECT_EQ(wait_msg_blocking(a), 1);
+  EXPECT_EQ(wait_msg_blocking(b), 2);
+  EXPECT_EQ(server.join(), 0);
   rt.stop();
 }
 

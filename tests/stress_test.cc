@@ -36,20 +36,34 @@ struct StressMsg : Message {
 
 struct Tally {
   std::atomic<long> sent{0}, replied{0}, normal{0}, cancelled{0}, timed_out{0}, bad{0};
-  void count(int r, int value) {
+  // may_cancel: the send was aborted, had a deadline, or went to a server that ends; any other
+  // send cancelled was cancelled by mistake (a stale abort, say) and counts as bad.
+  void count(int r, int value, bool may_cancel) {
     replied.fetch_add(1, std::memory_order_relaxed);
-    (r == value + 1    ? normal
-     : r == -ECANCELED ? cancelled
-     : r == -ETIMEDOUT ? timed_out
-                       : bad)
+    (r == value + 1                  ? normal
+     : r == -ECANCELED && may_cancel ? cancelled
+     : r == -ETIMEDOUT && may_cancel ? timed_out
+                                     : bad)
         .fetch_add(1, std::memory_order_relaxed);
   }
 };
 
+// The servers' ports: those that serve for the whole run first, then those that end early.
+struct Ports {
+  std::vector<ThreadPort*> all;
+  std::size_t lifelong = 0;  // all[0, lifelong) never end
+  bool ends(const ThreadPort& p) const {
+    for (std::size_t i = 0; i < lifelong; ++i) {
+      if (all[i] == &p) return false;
+    }
+    return true;
+  }
+};
+
 // A server: answers each request at once, after a yield (holding it meanwhile), or forwards it to
-// another server (at most twice). A server with a life ends after that many requests: its port
-// closes, and what is queued or still on its way to it is refused.
-Task<long> server(LwThread& self, const std::vector<ThreadPort*>& ports, long life, unsigned seed) {
+// a server that serves for the whole run (at most twice). A server with a life ends after that many
+// requests: its port closes, and what is queued or still on its way to it is refused.
+Task<long> server(LwThread& self, const Ports& ports, long life, unsigned seed) {
   std::mt19937 rng(seed);
   long served = 0;
   for (;;) {
@@ -64,7 +78,7 @@ Task<long> server(LwThread& self, const std::vector<ThreadPort*>& ports, long li
       case 2:
         if (v->hops < 2) {
           ++v->hops;
-          forward_msg(*ports[rng() % ports.size()], *m);
+          forward_msg(*ports.all[rng() % ports.lifelong], *m);
         } else {
           reply_msg(*m, v->value + 1);
         }
@@ -80,11 +94,14 @@ Task<long> server(LwThread& self, const std::vector<ThreadPort*>& ports, long li
 }
 
 // One send of a fresh message by a lightweight thread, by a random route; freed after its reply.
-Task<void> one_send(Runtime& rt, ThreadPort& to, std::mt19937& rng, Tally& tally) {
+// A cancel is a legitimate answer only where the route asked for one (an abort, a deadline) or
+// the server ends.
+Task<void> one_send(Runtime& rt, ThreadPort& to, bool to_ending, std::mt19937& rng, Tally& tally) {
   auto* m = new StressMsg;
   m->value = static_cast<int>(rng() % 1000);
   tally.sent.fetch_add(1, std::memory_order_relaxed);
   int r = 0;
+  bool may_cancel = to_ending;
   switch (rng() % 5) {
     case 0:
       r = co_await do_msg(to, *m);
@@ -94,9 +111,11 @@ Task<void> one_send(Runtime& rt, ThreadPort& to, std::mt19937& rng, Tally& tally
       send_msg(to, *m);
       if (rng() % 2) co_await yield_now();
       abort_msg(*m);
+      may_cancel = true;
       r = co_await wait_msg(*m);
       break;
     case 2:
+      may_cancel = true;
       r = co_await do_msg_until(to, *m, absl::Now() + absl::Microseconds(rng() % 40));
       break;
     case 3:
@@ -110,30 +129,33 @@ Task<void> one_send(Runtime& rt, ThreadPort& to, std::mt19937& rng, Tally& tally
       send_msg(to, *m);
       abort_msg(*m);
       r = co_await wait_msg(*m);
-      tally.count(r, m->value);
+      tally.count(r, m->value, true);
       tally.sent.fetch_add(1, std::memory_order_relaxed);
       m->hops = 0;
       m->set_abortable(false);
       r = co_await do_msg(to, *m);
       break;
   }
-  tally.count(r, m->value);
+  tally.count(r, m->value, may_cancel);
   delete m;  // the reply came: nothing may touch it any more
 }
 
-Task<void> client(Runtime& rt, const std::vector<ThreadPort*>& ports, long n, unsigned seed,
-                  Tally& tally) {
+Task<void> client(Runtime& rt, const Ports& ports, long n, unsigned seed, Tally& tally) {
   std::mt19937 rng(seed);
-  for (long i = 0; i < n; ++i) co_await one_send(rt, *ports[rng() % ports.size()], rng, tally);
+  for (long i = 0; i < n; ++i) {
+    ThreadPort& to = *ports.all[rng() % ports.all.size()];
+    co_await one_send(rt, to, ports.ends(to), rng, tally);
+  }
 }
 
-void plain_client(const std::vector<ThreadPort*>& ports, long n, unsigned seed, Tally& tally) {
+void plain_client(const Ports& ports, long n, unsigned seed, Tally& tally) {
   std::mt19937 rng(seed);
   for (long i = 0; i < n; ++i) {
     auto* m = new StressMsg;
     m->value = static_cast<int>(rng() % 1000);
     tally.sent.fetch_add(1, std::memory_order_relaxed);
-    ThreadPort& to = *ports[rng() % ports.size()];
+    ThreadPort& to = *ports.all[rng() % ports.all.size()];
+    bool may_cancel = ports.ends(to);
     int r;
     if (rng() % 2) {
       r = do_msg_blocking(to, *m);
@@ -141,9 +163,10 @@ void plain_client(const std::vector<ThreadPort*>& ports, long n, unsigned seed, 
       m->set_abortable(true);
       send_msg(to, *m);
       abort_msg(*m);
+      may_cancel = true;
       r = wait_msg_blocking(*m);
     }
-    tally.count(r, m->value);
+    tally.count(r, m->value, may_cancel);
     delete m;
   }
 }
@@ -160,17 +183,18 @@ TEST(Stress, EverySendIsRepliedExactlyOnceWhateverRouteItTakes) {
   Runtime rt;
   const int cores = rt.size();
   // Per core: two servers for life, one that ends early (its port then refuses).
-  std::vector<ThreadPort*> ports;
+  Ports ports;
   std::vector<JoinHandle<long>> servers;
-  for (int c = 0; c < cores; ++c) {
-    for (int k = 0; k < 3; ++k) {
+  for (int k = 0; k < 3; ++k) {
+    for (int c = 0; c < cores; ++c) {
       long life = k == 2 ? total / 50 + 1 : 0;
       servers.push_back(rt.spawn(c, [&ports, life, seed = unsigned(c * 10 + k)](LwThread& self) {
         return server(self, ports, life, seed);
       }));
     }
   }
-  for (auto& s : servers) ports.push_back(&s.port());
+  for (auto& s : servers) ports.all.push_back(&s.port());
+  ports.lifelong = static_cast<std::size_t>(2 * cores);
   Tally tally;
   const int clients_per_core = 2;
   const long plain_share = total / 10;

@@ -61,7 +61,7 @@ class LoopContext final : public Context {
           Message* m = replies_.front();
           replies_.pop_front();
           lock.unlock();
-          detail::deliver_reply(*m);
+          detail::finish_posted_reply(*m, /*context_stopped=*/false);
           continue;
         }
         if (ready_.empty()) continue;

@@ -52,12 +52,13 @@ void detail::abandon(Message& m) noexcept {
 
 int wait_msg_blocking(Message& m) {
   ThreadWaiter waiter;
-  if (detail::park(m, waiter)) {
-    waiter.wait();
-  } else {
-    detail::collect(m);
-  }
+  if (detail::park(m, waiter) || detail::collect(m, waiter)) waiter.wait();
   return m.result();
+}
+
+bool Port::collect_reply(Message& m, Waiter&) noexcept {
+  remove_queued(m, true);
+  return false;
 }
 
 void abort_msg(Message& m) noexcept {

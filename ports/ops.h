@@ -208,12 +208,17 @@ inline bool park(Message& m, Waiter& w) noexcept {
 // The coroutine parked on m is being destroyed with m still in flight (a cancelled thread).
 void abandon(Message& m) noexcept;
 
-// wait_msg found m done: if its reply was queued on its reply port, take it off that queue.
-inline void collect(Message& m) noexcept {
-  Port* rp = MsgAccess::reply_port(m);
-  if (rp != nullptr && !(MsgAccess::state(m).load(std::memory_order_relaxed) & kMsgSyncHint)) {
-    rp->remove_queued(m, true);
-  }
+// wait_msg found m done: if its reply was queued on its reply port, take it off that queue
+// (Port::collect_reply). true: that happens elsewhere (a thread port on another core), and w is
+// woken once it has.
+inline bool replies_to_a_port(Message& m) noexcept {
+  return MsgAccess::reply_port(m) != nullptr &&
+         !(MsgAccess::state(m).load(std::memory_order_relaxed) & kMsgSyncHint);
+}
+inline bool collect(Message& m, Waiter& w) noexcept {
+  // Asked of the reply port even when m looks unqueued: the port may be between marking m done
+  // and queueing it (under its lock, or on its own core), and only it can tell.
+  return replies_to_a_port(m) && MsgAccess::reply_port(m)->collect_reply(m, w);
 }
 
 }  // namespace detail
@@ -291,20 +296,16 @@ class [[nodiscard]] WaitMsg {
       detail::abandon(m_);
   }
 
+  // Ready when done with no reply port to collect it from; a reply to a port is collected in
+  // await_suspend (from a thread port on another core, that takes a trip there).
   bool await_ready() noexcept {
     MSGPORT_CHECK_RULE(m_.flags() & kMsgInFlight, "wait_msg: waiting on a message nobody sent");
-    if (!m_.done()) return false;
-    detail::collect(m_);
-    return true;
+    return m_.done() && !detail::replies_to_a_port(m_);
   }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
     waiter_.arm(h);
-    if (detail::park(m_, waiter_)) {
-      parked_ = true;
-      return true;
-    }
-    detail::collect(m_);
-    return false;
+    parked_ = detail::park(m_, waiter_) || detail::collect(m_, waiter_);
+    return parked_;
   }
   int await_resume() noexcept {
     parked_ = false;

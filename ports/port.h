@@ -19,6 +19,9 @@
 //   remove_queued(m, reply)  take m out of this port's queue if it is there as a request not yet
 //                      begun (reply == false) or as a queued reply (reply == true). Used by
 //                      drop_msg, by abort of a queued request, and by wait_msg. Default: false.
+//   collect_reply(m, w)  wait_msg(m) found m done with its reply queued here: take it off. true
+//                      means that happens later, elsewhere (the runtime's thread port on another
+//                      core), and w is woken once it has. Default: remove_queued(m, true), false.
 //
 // Ports are not copyable or movable: messages point at them.
 #pragma once
@@ -40,6 +43,7 @@ class Port {
   virtual void put_reply(Message& m) noexcept;
   virtual void abort(Message& m) noexcept;
   virtual bool remove_queued(Message& m, bool reply) noexcept;
+  virtual bool collect_reply(Message& m, Waiter& w) noexcept;
 };
 
 }  // namespace msgport

@@ -35,6 +35,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <mutex>
+#include <stdexcept>
 #include <type_traits>
 
 #include "ports/context.h"
@@ -95,6 +96,9 @@ class alignas(16) BasicQueuePort : public Port {
   // answered (a port that tracks them) are replied -ECANCELED, queued replies are let go, a
   // parked owner is woken with nullptr. For an owner that is gone.
   void cancel_all() noexcept;
+
+  // The context the port was bound to at construction (a thread port's core), or nullptr.
+  Context* owner_context() const noexcept { return context_; }
 
   // Requests the owner has taken and not yet replied or forwarded (a port that tracks them).
   std::size_t taken() const noexcept { return taken_.size(); }
@@ -169,7 +173,16 @@ class [[nodiscard]] WaitPort {
     if (got_ == parked()) port_.unpark_owner(waiter_);
   }
 
-  bool await_ready() noexcept {
+  // A thread port is waited on on its own core only: elsewhere this throws std::logic_error (a
+  // lightweight thread that migrated goes home first).
+  bool await_ready() {
+    if constexpr (kTracksTaken<Lock>) {
+      if (port_.owner_context() != Context::current()) {
+        throw std::logic_error(
+            "msgport: wait_port on a thread port from another core than its own (a lightweight "
+            "thread that migrated serves its port once it is back: co_await migrate_to(home))");
+      }
+    }
     got_ = port_.try_get();
     return got_ != nullptr;
   }

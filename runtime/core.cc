@@ -234,6 +234,13 @@ void Core::process(const CoreEntry& e) {
     case CoreEntry::kFinishReply:
       detail::finish_posted_reply(*static_cast<Message*>(e.ptr()), /*context_stopped=*/false);
       break;
+    case CoreEntry::kCollect:
+      // A port that is gone let its queued replies go already.
+      if (ThreadPort* port = ports_.find(e.port)) {
+        port->BasicQueuePort<OwnedLock>::remove_queued(*static_cast<Message*>(e.ptr()), true);
+      }
+      reinterpret_cast<Waiter*>(static_cast<std::uintptr_t>(e.send))->wake(Wake::kDirect);
+      break;
   }
   flush_out();
 }
@@ -295,6 +302,10 @@ void Core::refuse(const CoreEntry& e) noexcept {
       break;
     case CoreEntry::kCall:
       run_call(e);
+      break;
+    case CoreEntry::kCollect:
+      // The core no longer runs: nothing takes from its queues; the waiter goes on.
+      reinterpret_cast<Waiter*>(static_cast<std::uintptr_t>(e.send))->wake(Wake::kDirect);
       break;
     case CoreEntry::kAbort:
     case CoreEntry::kResume:

@@ -75,6 +75,8 @@ struct CoreEntry {
     kAbort,         // ptr: the address of a Message, send `send`, held by the thread port `port`
     kCall,          // ptr: a CoreCall to run on this core
     kFinishReply,   // ptr: a Message whose reply is finished here (Context::post_reply)
+    kCollect,       // ptr: a Message replied to the thread port `port`; `send`: a Waiter to
+                    // wake once it is off that port's queue (wait_msg from another core)
   };
   CoreEntry() = default;
   // ptr is 8-byte aligned (messages, waiters, frames, calls all are): the kind rides in its low

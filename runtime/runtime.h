@@ -172,8 +172,14 @@ class JoinHandle {
     return Awaiter{*this, WaitMsg(st_->exit)};
   }
 
-  // From a plain thread: blocks until the task ends; its result, or its exception rethrown.
+  // From a plain thread: blocks until the task ends; its result, or its exception rethrown. On a
+  // core it throws std::logic_error: blocking the core could keep the thread from ever ending
+  // (co_await the handle instead).
   T join() {
+    if (Core::current() != nullptr) {
+      throw std::logic_error(
+          "msgport: JoinHandle::join() on a core would block the core; co_await the handle");
+    }
     check_joinable();
     wait_msg_blocking(st_->exit);
     return take();

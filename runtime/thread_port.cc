@@ -106,19 +106,20 @@ void ThreadPort::end() noexcept {
 }
 
 bool ThreadPort::remove_queued(Message& m, bool reply) noexcept {
-  if (!on_owner()) {
-    // A reply queued here is this thread's to collect: wait_msg on another core would leave it
-    // queued, and the thread would receive it a second time. Loud, in every build.
-    if (reply) {
-      detail::broken_rule(
-          "wait_msg on another core than the thread port the message replies to: collect the "
-          "reply on that port's core (wait_msg there, or wait_port on its thread)",
-          __FILE__, __LINE__);
-    }
-    // Another core cannot take a message out of this core's queue synchronously.
+  // Another core cannot take a message out of this core's queue synchronously.
+  if (!on_owner()) return false;
+  return BasicQueuePort<OwnedLock>::remove_queued(m, reply);
+}
+
+bool ThreadPort::collect_reply(Message& m, Waiter& w) noexcept {
+  if (on_owner()) {
+    BasicQueuePort<OwnedLock>::remove_queued(m, true);
     return false;
   }
-  return BasicQueuePort<OwnedLock>::remove_queued(m, reply);
+  // The owning core takes it off its queue, then wakes w (m stays the waiter's meanwhile).
+  owner().deliver(
+      CoreEntry(&m, CoreEntry::kCollect, handle(), reinterpret_cast<std::uintptr_t>(&w)));
+  return true;
 }
 
 void ThreadPort::cancel_queued() noexcept {

@@ -44,6 +44,7 @@ class ThreadPort final : public BasicQueuePort<OwnedLock> {
   void put_reply(Message& m) noexcept override;
   void abort(Message& m) noexcept override;
   bool remove_queued(Message& m, bool reply) noexcept override;
+  bool collect_reply(Message& m, Waiter& w) noexcept override;
 
   // On the owning core: refuse new messages and reply every queued request -ECANCELED.
   void cancel_queued() noexcept;

@@ -68,7 +68,7 @@ class Context {
   // For a waker about to resume a waiter of this context inline: false (and nothing spent) when
   // it must post instead.
   bool spend_direct() noexcept {
-    if (holding_ || budget_ == 0) return false;
+    if (budget_ == 0) return false;  // spent, or holding back (set_holding empties it)
     --budget_;
     return true;
   }
@@ -88,14 +88,20 @@ class Context {
  protected:
   ~Context() = default;
   // Only the context's own thread sets it, and reads it through holding().
-  void set_holding(bool on) noexcept { holding_ = on; }
-  // The context's own thread, from its loop: a new budget of direct resumptions.
-  void refill_budget() noexcept { budget_ = kDirectBudget; }
+  void set_holding(bool on) noexcept {
+    holding_ = on;
+    budget_ = on ? 0 : kDirectBudget;
+  }
+  // The context's own thread, from its loop: a new budget of direct resumptions (none while it
+  // holds back).
+  void refill_budget() noexcept { budget_ = holding_ ? 0 : kDirectBudget; }
 
  private:
   static inline thread_local Context* current_ = nullptr;
+  // Written by the context's own thread on every resumption: on a cache line of its own, apart
+  // from what other threads read of the context (the vtable pointer, a derived class's fields).
+  alignas(64) std::uint32_t budget_ = UINT32_MAX;  // no budget until the loop refills it
   bool holding_ = false;
-  std::uint32_t budget_ = UINT32_MAX;  // no budget until the loop refills it
 };
 
 enum class Wake { kDirect, kScheduled };

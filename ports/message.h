@@ -30,10 +30,11 @@
 // elsewhere, like the runtime's thread port, numbers them): a request naming a send made earlier
 // (a cross-core abort still on its way when the message was replied, and it or a new message at
 // the same address was sent again) is recognised as stale and dropped. The numbers are unique
-// in the process (detail::next_send_number): two sends never share one, whoever makes them.
+// in the process (detail::next_send_number) until they wrap, after 2^32 sends: two sends in
+// flight at once never share one, whoever makes them.
 // The synchronous path does not pay for them.
 //
-// Size: 80 bytes, a whole number of 8-byte words; nothing in it is allocated.
+// Size: 72 bytes, a whole number of 8-byte words; nothing in it is allocated.
 #pragma once
 
 #include <atomic>
@@ -122,7 +123,7 @@ class Message : private MsgLink {
   // Which send of this message is (or was last) in flight: a number that changes with every send
   // to a port that may answer it on another core. Read it on the sender's side, or where the
   // message is held.
-  std::uint64_t send() const noexcept { return send_.load(std::memory_order_relaxed); }
+  std::uint32_t send() const noexcept { return send_.load(std::memory_order_relaxed); }
 
  private:
   friend class MsgQueue;
@@ -137,7 +138,7 @@ class Message : private MsgLink {
   Waiter* waiter_ = nullptr;             // valid while kMsgParked is set
   Context* held_on_ = nullptr;           // valid while kHeldLocally is set: the one context
   std::atomic<std::uint32_t> state_{0};  // kMsgSyncHint | kMsgInFlight | kMsgDone | ... | kParked
-  std::atomic<std::uint64_t> send_{0};   // the send's number, from ports that ship it (send())
+  std::atomic<std::uint32_t> send_{0};   // the send's number, from ports that ship it (send())
   std::uint16_t options_ = 0;            // kMsgPriority | kMsgAbortable | kMsgDropable
   int result_ = 0;
 };

@@ -83,6 +83,11 @@ class MsgQueue {
     return nullptr;
   }
 
+  // Is m linked in some queue or taken list?
+  static bool in_a_queue(const Message& m) noexcept {
+    return static_cast<const MsgLink&>(m).queue.load(std::memory_order_relaxed) != nullptr;
+  }
+
   // The context of the taken list m is in, or nullptr when it is in none.
   static Context* taken_context(const Message& m) noexcept {
     const void* q = static_cast<const MsgLink&>(m).queue.load(std::memory_order_relaxed);

@@ -18,8 +18,8 @@ void detail::finish_posted_reply(Message& m, bool context_stopped) noexcept {
   deliver_reply(m);
 }
 
-std::uint64_t detail::next_send_number_block() noexcept {
-  static std::atomic<std::uint64_t> blocks{0};
+std::uint32_t detail::next_send_number_block() noexcept {
+  static std::atomic<std::uint32_t> blocks{0};
   return blocks.fetch_add(1, std::memory_order_relaxed);
 }
 

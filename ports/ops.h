@@ -82,15 +82,16 @@ struct MsgAccess {
   static std::atomic<Port*>& holder(Message& m) noexcept { return m.holder_; }
   static Port* reply_port(const Message& m) noexcept { return m.reply_port_; }
   static Context*& held_on(Message& m) noexcept { return m.held_on_; }
-  static std::atomic<std::uint64_t>& send(Message& m) noexcept { return m.send_; }
+  static std::atomic<std::uint32_t>& send(Message& m) noexcept { return m.send_; }
 };
 
-// A number no other send in the process has (Message::send()). Each thread takes numbers from
-// a block of its own, and a new block from one shared counter once in a million sends.
-std::uint64_t next_send_number_block() noexcept;
-inline std::uint64_t next_send_number() noexcept {
-  constexpr std::uint64_t kBlock = std::uint64_t{1} << 20;
-  thread_local std::uint64_t next = 0;
+// A number no other send in flight has (Message::send()). Each thread takes numbers from a block
+// of its own, and a new block from one shared counter once in a million sends; the numbers wrap
+// after 2^32, far longer than any request naming a send stays on its way.
+std::uint32_t next_send_number_block() noexcept;
+inline std::uint32_t next_send_number() noexcept {
+  constexpr std::uint32_t kBlock = std::uint32_t{1} << 20;
+  thread_local std::uint32_t next = 0;
   if (next % kBlock == 0) next = next_send_number_block() * kBlock + 1;  // never 0
   return next++;
 }
@@ -121,20 +122,6 @@ inline int finish_inline(Message& m, int result) noexcept {
   return result;
 }
 
-// Where a reply must be completed instead of here, or nullptr: here will do. A message held
-// locally (kHeldLocally) on another context: its sender may park there with a plain store at any
-// moment, so no other thread may complete it until the sender has parked (kParked, published with
-// release; it writes the word no more then) — and its reply port may be that context's alone, so
-// a queued reply is always finished there. That happens only when the holder moved (migrated) or
-// handed the message to another thread, forwarded or not: a forward's kForwarded may be erased by
-// the sender's plain store, so it does not count here.
-inline Context* held_elsewhere(Message& m) noexcept {
-  std::uint32_t s = MsgAccess::state(m).load(std::memory_order_acquire);
-  if (!(s & kHeldLocally) || MsgAccess::held_on(m) == Context::current()) return nullptr;
-  bool queued_reply = MsgAccess::reply_port(m) != nullptr && !(s & kMsgSyncHint);
-  return (!(s & kParked) || queued_reply) ? MsgAccess::held_on(m) : nullptr;
-}
-
 // The same check for complete() called directly (a port's put_reply, a stopping port).
 inline bool complete_elsewhere(Message& m) noexcept {
   std::uint32_t s = MsgAccess::state(m).load(std::memory_order_acquire);
@@ -153,9 +140,9 @@ inline bool complete_elsewhere(Message& m) noexcept {
 // Otherwise one fetch_or settles the race with park(). Release: the result and payload writes
 // happen-before the sender sees kMsgDone. Acquire: if kParked was set, the waiter record it
 // published is visible.
-inline void complete(Message& m) noexcept {
+// complete() with the state word already loaded (acquire) by the caller.
+inline void complete_from(Message& m, std::uint32_t s) noexcept {
   std::atomic<std::uint32_t>& state = MsgAccess::state(m);
-  std::uint32_t s = state.load(std::memory_order_acquire);
   if (s & kParked) {
     Waiter* w = MsgAccess::waiter(m);
     Context* here = Context::current();
@@ -174,6 +161,10 @@ inline void complete(Message& m) noexcept {
   MSGPORT_CHECK_RULE(s & kMsgInFlight, "reply_msg: replying a message nobody sent");
   MSGPORT_CHECK_RULE(!(s & kMsgDone), "reply_msg: a message is replied exactly once");
   if (s & kParked) MsgAccess::waiter(m)->wake();
+}
+
+inline void complete(Message& m) noexcept {
+  complete_from(m, MsgAccess::state(m).load(std::memory_order_acquire));
 }
 
 // Parks w on m unless m is already done. true: parked, w will be woken exactly once.
@@ -334,9 +325,10 @@ namespace detail {
 
 // The reply's delivery, on the context it belongs to: to the waiter or the reply port.
 inline void deliver_reply(Message& m) noexcept {
+  std::uint32_t s = MsgAccess::state(m).load(std::memory_order_acquire);
   Port* rp = MsgAccess::reply_port(m);
-  if (rp == nullptr || (MsgAccess::state(m).load(std::memory_order_relaxed) & kMsgSyncHint)) {
-    complete(m);
+  if (rp == nullptr || (s & kMsgSyncHint)) {
+    complete_from(m, s);
   } else {
     rp->put_reply(m);
   }
@@ -345,19 +337,37 @@ inline void deliver_reply(Message& m) noexcept {
 // A reply with its result stored, taken where it belongs, step by step:
 //   1. A request taken from a thread port leaves that port's taken list on the port's context
 //      (the list is that context's alone): from elsewhere the reply goes there first.
-//   2. A message held locally elsewhere is completed there (held_elsewhere).
+//   2. A message held locally (kHeldLocally) on another context is completed there: its sender
+//      may park there with a plain store at any moment, so no other thread may complete it until
+//      the sender has parked (kParked, published with release; it writes the word no more then),
+//      and its reply port may be that context's alone, so a reply to a port is always finished
+//      there. That happens only when the holder moved (migrated) or handed the message to another
+//      thread, forwarded or not: a forward's kForwarded may be erased by the sender's plain store,
+//      so it does not count here.
 //   3. Then it goes to its waiter or its reply port.
 inline void route_reply(Message& m) noexcept {
-  if (Context* list = MsgQueue::taken_context(m); list != nullptr && list != Context::current()) {
-    list->post_reply(m);
-    return;
+  if (MsgQueue::in_a_queue(m)) [[unlikely]] {
+    if (Context* list = MsgQueue::taken_context(m); list != nullptr && list != Context::current()) {
+      list->post_reply(m);
+      return;
+    }
+    MsgQueue::leave_taken(m);  // no longer held by the thread that took it (ports/msg_queue.h)
   }
-  MsgQueue::leave_taken(m);  // no longer held by the thread that took it (ports/msg_queue.h)
-  if (Context* there = held_elsewhere(m)) [[unlikely]] {
-    there->post_reply(m);
-    return;
+  // One load of the state serves the held-locally check and the delivery.
+  std::uint32_t s = MsgAccess::state(m).load(std::memory_order_acquire);
+  Port* rp = MsgAccess::reply_port(m);
+  const bool to_port = rp != nullptr && !(s & kMsgSyncHint);
+  if ((s & kHeldLocally) && (!(s & kParked) || to_port)) {
+    if (Context* home = MsgAccess::held_on(m); home != Context::current()) [[unlikely]] {
+      home->post_reply(m);  // step 2
+      return;
+    }
   }
-  deliver_reply(m);
+  if (to_port) {
+    rp->put_reply(m);
+  } else {
+    complete_from(m, s);
+  }
 }
 
 // Finishes a reply that Context::post_reply brought here (route_reply again). On a context that no

@@ -174,15 +174,14 @@ bool BasicQueuePort<Lock>::park_owner(Waiter& w, Message** slot) noexcept {
 
 template <class Lock>
 void BasicQueuePort<Lock>::check_context() const noexcept {
-  // A port bound to one context (a thread port) is served there only, in every build: its queue
-  // has no lock, and its taken list belongs to that context.
-  if (kTracksTaken<Lock> && Context::current() != context_) [[unlikely]] {
-    detail::broken_rule(
-        "a thread port is used by its owner on its own core only (a lightweight thread that "
-        "migrated takes from or replies through its port once it is back)",
-        __FILE__, __LINE__);
-  }
+  // A port bound to one context (a thread port) is used there only: its queue has no lock, and
+  // its taken list belongs to that context. wait_port checks it in every build (and throws); the
+  // runtime reaches the rest only on the port's core.
 #ifndef NDEBUG
+  MSGPORT_CHECK_RULE(
+      !kTracksTaken<Lock> || Context::current() == context_,
+      "a thread port is used by its owner on its own core only (a lightweight "
+      "thread that migrated takes from or replies through its port once it is back)");
   if constexpr (kSingleContext<Lock>) {
     Context* now = Context::current();
     if (context_ == nullptr) context_ = now;

@@ -58,8 +58,13 @@ int ThreadPort::begin_msg(Message& m) {
     return -ECANCELED;
   }
   // Crossing to another core: the single-context shortcut must not apply to this send. A
-  // read-modify-write: a forwarder calls this while the sender may be parking on m elsewhere.
-  MsgAccess::state(m).fetch_or(detail::kForwarded, std::memory_order_relaxed);
+  // forward (forward_msg) has set kForwarded already, with a read-modify-write, since the sender
+  // may be parking on m meanwhile; without it this is the sender's own send, and the sender is
+  // the one writer of the word until the agent has it (begin): a plain store is enough.
+  std::atomic<std::uint32_t>& state = MsgAccess::state(m);
+  if (std::uint32_t s = state.load(std::memory_order_relaxed); !(s & detail::kForwarded)) {
+    state.store(s | detail::kForwarded, std::memory_order_relaxed);  // one writer: the sender
+  }
   owner().deliver(CoreEntry(&m, CoreEntry::kSend, handle()));
   return kAsync;
 }
@@ -89,7 +94,7 @@ void ThreadPort::abort(Message& m) noexcept {
   }
 }
 
-void ThreadPort::abort_queued(const void* addr, std::uint64_t send) noexcept {
+void ThreadPort::abort_queued(const void* addr, std::uint32_t send) noexcept {
   // Queued here, or taken by the thread and not answered: in flight and alive, so its send
   // number may be read, and tells whether the abort is for this send.
   if (Message* m = queued_at(addr); m != nullptr && m->send() == send) {

@@ -90,7 +90,7 @@ class ThreadPort final : public BasicQueuePort<OwnedLock> {
   int begin_here(Message& m, bool cross_core);
   // On the owning core: an abort for send `send` of the message at address m, if it is still
   // queued here (found by address, read only once found).
-  void abort_queued(const void* m, std::uint64_t send) noexcept;
+  void abort_queued(const void* m, std::uint32_t send) noexcept;
   static void bump(std::atomic<std::uint64_t>& c) noexcept {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
   }

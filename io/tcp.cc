@@ -72,6 +72,13 @@ std::string SocketAddress::to_string() const {
 
 namespace {
 
+// A status for a failed system call, naming what failed and the errno: "bind 127.0.0.1:80
+// (EADDRINUSE): Address already in use".
+absl::Status errno_status(int e, const std::string& what) {
+  const char* name = strerrorname_np(e);
+  return absl::ErrnoToStatus(e, absl::StrCat(what, " (", name ? name : "?", ")"));
+}
+
 void no_delay(int fd) noexcept {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // small messages go out at once
@@ -221,7 +228,7 @@ int TcpStream::fd() const noexcept { return st_ ? st_->fd : -1; }
 Task<absl::StatusOr<TcpStream>> TcpStream::connect(SocketAddress to) {
   int fd = ::socket(to.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    co_return absl::ErrnoToStatus(errno, absl::StrCat("socket for ", to.to_string()));
+    co_return errno_status(errno, absl::StrCat("socket for ", to.to_string()));
   }
   no_delay(fd);
   int r = co_await IoCall([&](IoMsg& m) {
@@ -394,19 +401,19 @@ TcpListener::~TcpListener() {
 
 absl::StatusOr<TcpListener> TcpListener::bind(const SocketAddress& at, int backlog) {
   int fd = ::socket(at.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("socket for ", at.to_string()));
+  if (fd < 0) return errno_status(errno, absl::StrCat("socket for ", at.to_string()));
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   if (::bind(fd, at.get(), at.size()) != 0) {
     int e = errno;
     ::close(fd);
-    return absl::ErrnoToStatus(e, absl::StrCat("bind ", at.to_string()));
+    return errno_status(e, absl::StrCat("bind ", at.to_string()));
   }
   if (::listen(fd, backlog) != 0) {
     int e = errno;
     ::close(fd);
-    return absl::ErrnoToStatus(e, absl::StrCat("listen on ", at.to_string()));
+    return errno_status(e, absl::StrCat("listen on ", at.to_string()));
   }
   TcpListener l;
   l.st_ = std::make_unique<State>(fd);

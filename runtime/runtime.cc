@@ -137,6 +137,7 @@ void Runtime::on_thread_cores(const std::vector<std::shared_ptr<detail::LwStateB
     detail::LwStateBase* thread = nullptr;
     absl::FunctionRef<void(detail::LwStateBase&)>* fn = nullptr;
     std::atomic<std::size_t>* pending = nullptr;
+    std::atomic<bool> done{false};
   };
   std::atomic<std::size_t> pending{threads.size()};
   std::vector<Job> jobs(threads.size());
@@ -147,12 +148,30 @@ void Runtime::on_thread_cores(const std::vector<std::shared_ptr<detail::LwStateB
     jobs[i].CoreCall::fn = [](CoreCall* c) noexcept {
       auto* job = static_cast<Job*>(c);
       (*job->fn)(*job->thread);
+      job->done.store(true, std::memory_order_release);
       job->pending->fetch_sub(1, std::memory_order_acq_rel);
     };
   }
   // A core that has stopped runs the call on this thread instead (Core::deliver).
   for (Job& job : jobs) job.thread->core().deliver(CoreEntry(&job, CoreEntry::kCall));
-  while (pending.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  // A core that does not get back to its loop (a coroutine that never suspends) keeps this
+  // waiting: never silently. Every grace period it says which cores have not answered.
+  const auto grace = absl::ToChronoNanoseconds(options_.stop_grace);
+  auto next_report = std::chrono::steady_clock::now() + grace;
+  while (pending.load(std::memory_order_acquire) != 0) {
+    std::this_thread::yield();
+    if (std::chrono::steady_clock::now() < next_report) continue;
+    next_report += grace;
+    std::string cores;
+    for (const Job& job : jobs) {
+      if (job.done.load(std::memory_order_acquire)) continue;
+      absl::StrAppend(&cores, cores.empty() ? "" : ", ", job.thread->core().id());
+    }
+    std::fprintf(stderr,
+                 "msgport: stop() is waiting for core(s) %s to get back to their loop (a "
+                 "coroutine there has run for %s without suspending?)\n",
+                 cores.c_str(), absl::FormatDuration(options_.stop_grace).c_str());
+  }
 }
 
 std::vector<std::shared_ptr<detail::LwStateBase>> Runtime::live_threads() {

@@ -263,6 +263,32 @@ TEST(Stop, DrainEndsAfterItsGraceWhenAThreadServesAPortNobodyClosed) {
   EXPECT_EQ(do_msg_blocking(port, late), 4);
 }
 
+// A coroutine that never suspends keeps its core from answering stop: stop says so after the
+// grace period (naming the core), and finishes once the core is back.
+TEST(Stop, ACoreThatNeverGetsBackToItsLoopIsNamedWhileStopWaits) {
+  RuntimeOptions o = two_cores();
+  o.stop_grace = absl::Milliseconds(50);
+  Runtime rt(o);
+  std::atomic<bool> release{false}, spinning{false};
+  auto spinner = rt.spawn(1, [&](LwThread&) -> Task<int> {
+    spinning.store(true);
+    while (!release.load()) std::this_thread::yield();  // never suspends
+    co_return 1;
+  });
+  while (!spinning.load()) std::this_thread::yield();
+  Watchdog wd("stop while core 1 spins");
+  ::testing::internal::CaptureStderr();
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(200ms);
+    release.store(true);
+  });
+  rt.stop(StopMode::kDrain);
+  releaser.join();
+  std::string said = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(said.find("waiting for core(s) 1 to get back"), std::string::npos) << said;
+  EXPECT_EQ(spinner.join(), 1);
+}
+
 TEST(Stop, SpawnRacingStopEitherRunsOrThrows) {
   for (int round = 0; round < testing::stress(50, 10); ++round) {
     Runtime rt(two_cores());

@@ -126,7 +126,6 @@ class IoMsg : public Message {
   std::uint8_t cqes_left_ = 0;    // CQEs still to come before the reply
   bool timed_out_ = false;        // the linked timeout fired
   bool cancel_sent_ = false;      // abort: an async cancel is on its way
-  bool zc_notif_ = false;         // kSendZc: the notification is still to come
 };
 
 }  // namespace msgport::io

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <stdexcept>
 
 #include "absl/strings/str_cat.h"
@@ -173,6 +174,7 @@ bool DevicePort::supports(IoOp op) const noexcept { return !(unsupported_ & bit(
 int DevicePort::begin_msg(Message& msg) {
   auto& m = static_cast<IoMsg&>(msg);
   if (Core::current() != &core_) return -EXDEV;  // a device port works on its own core only
+  if (draining_) return -ECANCELED;              // its core is stopping: nothing new goes in
   if (!supports(m.op)) return -EOPNOTSUPP;
   m.port_ = this;
   m.done_bytes_ = 0;
@@ -363,11 +365,40 @@ bool DevicePort::remove_queued(Message& msg, bool reply) noexcept {
   return backlog_.remove(msg);
 }
 
+namespace {
+// An abort from another thread (a stream or listener destroyed off its core): the cancel is
+// submitted on the port's core. It names the operation by its user_data value only, never reading
+// the message, which may be replied and gone by the time the cancel runs.
+struct RemoteCancel : CoreCall {
+  std::uint64_t user_data = 0;
+};
+}  // namespace
+
 void DevicePort::abort(Message& msg) noexcept {
   auto& m = static_cast<IoMsg&>(msg);
   if (Core::current() != &core_) {
-    detail::broken_rule("abort_msg on a device message: call it on the core that sent the message",
-                        __FILE__, __LINE__);
+    auto* call = new (std::nothrow) RemoteCancel;
+    if (call == nullptr) return;  // the operation finishes on its own; its reply still comes
+    call->user_data = reinterpret_cast<std::uint64_t>(static_cast<Core::CqeHandler*>(&m.op_cqe_));
+    call->fn = [](CoreCall* c) noexcept {
+      auto* self = static_cast<RemoteCancel*>(c);
+      if (Core* here = Core::current(); here != nullptr && t_port != nullptr) {
+        io_uring* ring = here->ring();
+        io_uring_sqe* sqe = io_uring_get_sqe(ring);
+        if (sqe == nullptr) {
+          io_uring_submit(ring);
+          sqe = io_uring_get_sqe(ring);
+        }
+        if (sqe != nullptr) {
+          io_uring_prep_cancel64(sqe, self->user_data, 0);
+          io_uring_sqe_set_data64(sqe, 0);
+          sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        }
+      }
+      delete self;
+    };
+    core_.deliver(CoreEntry(call, CoreEntry::kCall));
+    return;
   }
   if (backlog_.remove(m)) {
     reply_msg(m, -ECANCELED);  // never reached the kernel

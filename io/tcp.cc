@@ -129,7 +129,11 @@ struct TcpStream::State final : Port, BufferRing::Waiter {
       delete this;
       return;
     }
-    if (starved && end > 0) {
+    if (m.result() == -ECANCELED) {
+      // Cancelled (closed, or its core is stopping): it ends here, never re-armed.
+      if (end > 0) end = -ECANCELED;
+      if (reader != nullptr) std::exchange(reader, nullptr)->wake(Wake::kDirect);
+    } else if (starved && end > 0) {
       ring->wait_for_buffers(*this);  // re-armed as soon as a buffer is back
     } else if (reader != nullptr && head == chunks.size() && end > 0) {
       arm();  // it ended with data (the kernel may do so); the reader still waits
@@ -341,7 +345,13 @@ struct TcpListener::State final : Port {
       delete this;
       return;
     }
-    if (reader != nullptr && head == results.size()) arm();
+    if (m.result() == -ECANCELED) {
+      // Cancelled (closed, or its core is stopping): the reader learns it, nothing re-arms.
+      results.push_back(-ECANCELED);
+      if (reader != nullptr) std::exchange(reader, nullptr)->wake(Wake::kDirect);
+    } else if (reader != nullptr && head == results.size()) {
+      arm();
+    }
   }
 
   void arm() noexcept {

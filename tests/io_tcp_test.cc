@@ -365,5 +365,72 @@ TEST(TcpErrors, EMFILEOnAcceptIsAnErrorAndTheListenerGoesOn) {
   rt.stop();
 }
 
+// Stop with an accept and a receive still waiting in the kernel: the core's drain cancels them,
+// nothing re-arms, every message is replied, and the threads are cancelled cleanly.
+TEST(TcpStop, StopWithAnAcceptAndAReceivePendingEndsCleanly) {
+  Watchdog wd("stop(kCancel) with multishots in flight");
+  Runtime rt(two_cores());
+  auto listener = TcpListener::bind(loopback());
+  ASSERT_TRUE(listener.ok());
+  SocketAddress at = listener->local_address();
+  auto acceptor = rt.spawn(0, [](TcpListener l) -> Task<int> {
+    auto first = co_await l.accept();
+    if (!first.ok()) co_return -1;
+    auto never = co_await l.accept();  // nobody else connects: pending at stop
+    co_return never.ok() ? 1 : 0;
+  }(std::move(*listener)));
+  int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(::connect(client, at.get(), at.size()), 0);
+  // The idle client connects elsewhere: a plain listening socket that never accepts or sends.
+  int quiet = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  SocketAddress any = loopback();
+  ASSERT_EQ(::bind(quiet, any.get(), any.size()), 0);
+  ASSERT_EQ(::listen(quiet, 4), 0);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  getsockname(quiet, reinterpret_cast<sockaddr*>(&ss), &len);
+  SocketAddress quiet_at = SocketAddress::of(reinterpret_cast<sockaddr*>(&ss), len);
+  auto idle = rt.spawn(1, [](SocketAddress to) -> Task<int> {
+    auto c = co_await TcpStream::connect(to);
+    if (!c.ok()) co_return -1;
+    Received r = co_await c->receive();  // nothing comes: pending at stop
+    co_return r ? 1 : 0;
+  }(quiet_at));
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  rt.stop(StopMode::kCancel);
+  EXPECT_THROW(acceptor.join(), ThreadCancelled);
+  EXPECT_THROW(idle.join(), ThreadCancelled);
+  ::close(client);
+  ::close(quiet);
+}
+
+// A listener armed on a core and destroyed on another thread while the runtime runs: its
+// multishot accept is cancelled on its core, and its state freed once the kernel lets go.
+TEST(TcpStop, AListenerDestroyedOffItsCoreIsCancelledThere) {
+  Watchdog wd("a listener destroyed on main");
+  Runtime rt(two_cores());
+  auto listener = TcpListener::bind(loopback());
+  ASSERT_TRUE(listener.ok());
+  SocketAddress at = listener->local_address();
+  auto owned = std::make_unique<TcpListener>(std::move(*listener));
+  auto acceptor = rt.spawn(0, [](TcpListener& l) -> Task<int> {
+    auto s = co_await l.accept();  // arms the multishot, which stays armed after this one
+    co_return s.ok() ? 1 : 0;
+  }(*owned));
+  int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(::connect(client, at.get(), at.size()), 0);
+  EXPECT_EQ(acceptor.join(), 1);
+  owned.reset();  // on main: the cancel goes to core 0
+  // The core goes on serving.
+  auto listener2 = TcpListener::bind(loopback());
+  ASSERT_TRUE(listener2.ok());
+  SocketAddress at2 = listener2->local_address();
+  auto server = rt.spawn(0, echo_server(rt, std::move(*listener2), 1));
+  EXPECT_EQ(rt.spawn(1, ping_client(at2, 10, 64)).join(), 10);
+  EXPECT_EQ(server.join(), 640);
+  ::close(client);
+  rt.stop();
+}
+
 }  // namespace
 }  // namespace msgport::io

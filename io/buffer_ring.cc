@@ -11,20 +11,11 @@
 #include <stdexcept>
 
 #include "absl/strings/str_cat.h"
+#include "io/device_port.h"
 
 namespace msgport::io {
 
-namespace {
-thread_local std::unique_ptr<BufferRing> t_ring;
-}  // namespace
-
-BufferRing& BufferRing::current() {
-  if (t_ring == nullptr) {
-    Core& core = detail::current_core_or_throw("io::BufferRing::current()");
-    t_ring = std::make_unique<BufferRing>(core, 0, kDefaultCount, kDefaultSize);
-  }
-  return *t_ring;
-}
+BufferRing& BufferRing::current() { return DevicePort::current().buffer_ring(); }
 
 BufferRing::BufferRing(Core& core, std::uint16_t group, std::uint16_t count, std::uint32_t size)
     : core_(core), group_(group), count_(count), size_(size) {
@@ -52,14 +43,19 @@ BufferRing::BufferRing(Core& core, std::uint16_t group, std::uint16_t count, std
     io_uring_buf_ring_add(ring_, memory_ + std::size_t{bid} * size, size, bid, mask, bid);
   }
   io_uring_buf_ring_advance(ring_, count);
+  registered_ = true;
 }
 
 BufferRing::~BufferRing() {
-  // The core's ring may be gone already (a thread's last destructors): then so is the
-  // registration.
-  io_uring_unregister_buf_ring(core_.ring(), group_);
+  unregister();
   munmap(ring_, ring_bytes_);
   std::free(memory_);
+}
+
+void BufferRing::unregister() noexcept {
+  if (!registered_) return;
+  registered_ = false;
+  io_uring_unregister_buf_ring(core_.ring(), group_);
 }
 
 std::span<std::byte> BufferRing::take(std::uint16_t bid, std::uint32_t len) noexcept {
@@ -68,6 +64,7 @@ std::span<std::byte> BufferRing::take(std::uint16_t bid, std::uint32_t len) noex
 }
 
 void BufferRing::recycle(std::uint16_t bid) noexcept {
+  if (!registered_) return;  // the core has stopped: nobody takes buffers any more
   io_uring_buf_ring_add(ring_, memory_ + std::size_t{bid} * size_, size_, bid,
                         io_uring_buf_ring_mask(count_), 0);
   io_uring_buf_ring_advance(ring_, 1);

@@ -8,8 +8,9 @@
 // (wait_for_buffers) and are re-armed as soon as one comes back.
 //
 // BufferRing::current() is the calling core's default ring (group 0), created on first use with
-// kDefaultCount buffers of kDefaultSize bytes. A ring is used on its own core only. The memory is
-// allocated once, at creation; nothing else allocates.
+// kDefaultCount buffers of kDefaultSize bytes and owned by the core's device port, so it lives as
+// long as the core. A ring is used on its own core only. The memory is allocated once, at
+// creation; nothing else allocates.
 #pragma once
 
 #include <liburing.h>
@@ -57,6 +58,10 @@ class BufferRing {
   void wait_for_buffers(Waiter& w);
   void forget(Waiter& w) noexcept;
 
+  // The core is stopping (DevicePort::drain): the kernel lets go of the ring. Buffers handed
+  // back afterwards go nowhere; the memory stays until the ring is destroyed.
+  void unregister() noexcept;
+
   // Counters.
   std::uint64_t starved() const noexcept { return starved_; }  // multishots ended with ENOBUFS
 
@@ -71,6 +76,7 @@ class BufferRing {
   std::uint32_t lent_ = 0;
   std::uint64_t starved_ = 0;
   std::vector<Waiter*> waiting_;
+  bool registered_ = false;
 };
 
 }  // namespace msgport::io

@@ -16,6 +16,7 @@
 #include <stdexcept>
 
 #include "absl/strings/str_cat.h"
+#include "io/buffer_ring.h"
 #include "ports/check.h"
 #include "ports/ops.h"
 
@@ -138,17 +139,27 @@ std::string DevicePort::Counters::to_string() const {
 // ---- one per core ------------------------------------------------------------------------------
 
 namespace {
-// The core's device port, owned by the core's thread: created on first use, destroyed when the
-// thread ends (after the core drained it and closed its ring).
-thread_local std::unique_ptr<DevicePort> t_port;
+// The calling core's device port: created on first use and owned by the core (Core::Device), so
+// it outlives the core's thread until the runtime goes.
+thread_local DevicePort* t_port = nullptr;
 }  // namespace
 
 DevicePort& DevicePort::current() {
   if (t_port == nullptr) {
     Core& core = detail::current_core_or_throw("io::device_port()");
-    t_port.reset(new DevicePort(core));
+    auto port = std::unique_ptr<DevicePort>(new DevicePort(core));
+    t_port = port.get();
+    core.attach_device(std::move(port));
   }
   return *t_port;
+}
+
+BufferRing& DevicePort::buffer_ring() {
+  if (ring_ == nullptr) {
+    ring_ =
+        std::make_unique<BufferRing>(core_, 0, BufferRing::kDefaultCount, BufferRing::kDefaultSize);
+  }
+  return *ring_;
 }
 
 DevicePort::DevicePort(Core& core) : core_(core) {
@@ -162,7 +173,6 @@ DevicePort::DevicePort(Core& core) : core_(core) {
     }
     io_uring_free_probe(probe);
   }
-  core_.attach_device(this);
 }
 
 DevicePort::~DevicePort() = default;
@@ -431,7 +441,10 @@ void DevicePort::drain() noexcept {
   draining_ = true;
   while (Message* m = backlog_.pop()) reply_msg(*m, -ECANCELED);
   io_uring* ring = core_.ring();
-  if (core_.io_in_flight() == 0) return;
+  if (core_.io_in_flight() == 0) {
+    if (ring_ != nullptr) ring_->unregister();
+    return;
+  }
   io_uring_sqe* sqe = io_uring_get_sqe(ring);
   if (sqe == nullptr) {
     io_uring_submit(ring);
@@ -448,6 +461,9 @@ void DevicePort::drain() noexcept {
     io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, nullptr);
     core_.reap();
   }
+  // The ring goes next: the kernel lets go of the buffer ring now. Its memory stays until the
+  // port goes, so that streams destroyed later may still hand buffers back (to nobody).
+  if (ring_ != nullptr) ring_->unregister();
   if (core_.io_in_flight() != 0) {
     std::fprintf(stderr,
                  "msgport: core %d stopped with %llu device operation(s) the kernel did not "

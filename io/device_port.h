@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "io/io_msg.h"
@@ -38,7 +39,9 @@
 
 namespace msgport::io {
 
-class DevicePort final : public Port, private Core::Device {
+class BufferRing;
+
+class DevicePort final : public Port, public Core::Device {
  public:
   // The calling core's device port. Throws std::logic_error on a thread that is not a core.
   static DevicePort& current();
@@ -71,7 +74,11 @@ class DevicePort final : public Port, private Core::Device {
   const std::string& features() const noexcept { return features_; }
   bool supports(IoOp op) const noexcept;
 
-  ~DevicePort();
+  // The core's default provided-buffer ring (io/buffer_ring.h), created on first use; it lives
+  // as long as the port, that is as long as the core.
+  BufferRing& buffer_ring();
+
+  ~DevicePort() override;
 
  private:
   friend struct IoMsg::Cqe;
@@ -84,6 +91,7 @@ class DevicePort final : public Port, private Core::Device {
   void drain() noexcept override;
 
   Core& core_;
+  std::unique_ptr<BufferRing> ring_;
   MsgQueue backlog_;
   bool inline_ = true;
   bool draining_ = false;

@@ -202,16 +202,16 @@ class Core final : public Context {
   // once per loop turn, after calling flush() (a device queues there what found the submission
   // queue full); when the core stops it calls drain(), which must cancel what is in flight and
   // reap it, so that every device message is replied before the ring goes away.
+  // The core owns its device, which lives until the Core itself goes (after the runtime's stop,
+  // so that objects the stop destroys may still hand their buffers back to it).
   struct Device {
     virtual void flush() noexcept = 0;
     virtual void drain() noexcept = 0;
-
-   protected:
-    ~Device() = default;
+    virtual ~Device() = default;
   };
   // On this core's thread; one device per core.
-  void attach_device(Device* d) noexcept { device_ = d; }
-  Device* device() const noexcept { return device_; }
+  void attach_device(std::unique_ptr<Device> d) noexcept { device_ = std::move(d); }
+  Device* device() const noexcept { return device_.get(); }
   // On this core's thread: submit what is prepared now (a device whose submission queue is full).
   int submit() noexcept;
   // On this core's thread: reap and dispatch the completions there now; returns how many.
@@ -285,7 +285,7 @@ class Core final : public Context {
   bool eventfd_armed_ = false;
   std::uint64_t io_in_flight_ = 0;
   std::string ring_features_;
-  Device* device_ = nullptr;
+  std::unique_ptr<Device> device_;
 
   std::vector<CoreTimer*> timers_;
   std::uint64_t timer_seq_ = 0;

@@ -108,7 +108,8 @@ declare -A label=(
 )
 declare -A rate cpu p50 p99 errors mem
 
-field() { sed -nE "s/.*[ ]$1=([^ ]+).*/\1/p" <<<"$2"; }
+# field NAME OUTPUT: NAME=value from echo_load's RESULT line.
+field() { { grep '^RESULT' <<<"$2" || true; } | sed -nE "s/.*[ ]$1=([^ ]+).*/\1/p"; }
 
 # ROUNDS rounds, the servers interleaved in each, so that noise from other work on the machine
 # spreads over all of them; each figure is the median over the rounds.
@@ -121,7 +122,8 @@ for ((round = 1; round <= rounds; round++)); do
       "load on CPU $client_cpu" >&2
     out=$(taskset -c "$client_cpu" "$build/bench/echo_load" --port="$port" \
       --connections="$connections" --size="$size" --duration="$duration" \
-      --server_pid="$server_pid" | tee /dev/stderr | grep '^RESULT') || true
+      --server_pid="$server_pid") || true
+    echo "$out" >&2
     all_rate[$name]+=" $(field msgs_per_s "$out")"
     all_cpu[$name]+=" $(field cpu_us_per_msg "$out")"
     all_p50[$name]+=" $(field p50_us "$out")"
@@ -144,7 +146,8 @@ if ((idle > 0)); then
     # shellcheck disable=SC2086
     start_server "$name" ${cmd[$name]}
     out=$(taskset -c "$client_cpu" "$build/bench/echo_load" --port="$port" --idle="$idle" \
-      --server_pid="$server_pid" | tee /dev/stderr | grep '^RESULT') || true
+      --server_pid="$server_pid") || true
+    echo "$out" >&2
     mem[$name]=$(field bytes_per_connection "$out")
     stop_server "$name"
   done

@@ -9,8 +9,8 @@
 // only completed, an abort dropped) without touching the port.
 //
 // add() may be called from any thread (spawn); remove() and find() run on the owning core only.
-// Slots live in chunks that never move, so find() needs no lock; add() and remove() take a
-// mutex (once per thread's life, beside the allocation of its frame and state).
+// Slots live in chunks that never move, so find() needs no lock; add() and remove() take a short
+// spin lock (held for a few stores, once at each end of a thread's life).
 #pragma once
 
 #include <array>
@@ -20,6 +20,8 @@
 #include <mutex>
 #include <stdexcept>
 #include <vector>
+
+#include "ports/spin_lock.h"
 
 namespace msgport {
 
@@ -94,7 +96,7 @@ class PortTable {
     return chunks_[index >> kChunkBits].load(std::memory_order_acquire)[index & (kChunkSize - 1)];
   }
 
-  std::mutex mu_;
+  SpinLock mu_;
   std::vector<std::uint32_t> free_;
   std::uint32_t next_ = 0;
   std::array<std::atomic<Slot*>, kMaxChunks> chunks_{};

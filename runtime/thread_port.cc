@@ -48,9 +48,14 @@ int ThreadPort::begin_here(Message& m, bool cross_core) {
 }
 
 int ThreadPort::begin_msg(Message& m) {
-  // A new send: an abort naming an earlier one is stale from here on (runtime/core.h).
+  // A new send: an abort naming an earlier one is stale from here on (runtime/core.h). A send on
+  // the port's own core is aborted there directly, never by an entry: it only needs a number no
+  // entry carries (0).
+  if (on_owner()) {
+    MsgAccess::send(m).store(0, std::memory_order_relaxed);
+    return begin_here(m, /*cross_core=*/false);
+  }
   MsgAccess::send(m).store(detail::next_send_number(), std::memory_order_relaxed);
-  if (on_owner()) return begin_here(m, /*cross_core=*/false);
   // A port whose core has stopped refuses at once. (A closed port on a running core refuses on
   // that core: reading its flag here would pull a cache line the owner writes.)
   if (owner().stopped()) {

@@ -418,19 +418,20 @@ void Core::arm_eventfd_read() noexcept {
 }
 
 void Core::idle() {
-  // A short, bounded poll first: a message arriving now costs no wake-up on either side. Not
-  // while device operations are in flight on a DEFER_TASKRUN ring: their completions appear only
-  // inside io_uring_enter, so the core waits there at once (polling measured 7% of an echo
-  // server's CPU, bench/README.md).
-  const bool io_waits_in_kernel =
-      io_in_flight_ != 0 && (ring_.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
-  if (std::int64_t poll = poll_ns_.load(std::memory_order_relaxed);
-      poll > 0 && !io_waits_in_kernel) {
+  // A short, bounded poll first: a message arriving now costs no wake-up on either side. Device
+  // completions too: a DEFER_TASKRUN ring posts them only when asked, so the poll asks now and
+  // then. (Waiting in the kernel at once instead saved an echo server 7% of its CPU but doubled a
+  // TCP ping-pong's round trip: bench/README.md. RuntimeOptions::poll_before_sleep = 0 chooses
+  // that.)
+  if (std::int64_t poll = poll_ns_.load(std::memory_order_relaxed); poll > 0) {
     // The clock is read every 64 rounds, the first time after 64 (a reply often lands sooner).
     absl::Time until = absl::InfinitePast();
     for (unsigned i = 1;; ++i) {
       if (has_visible_work(false)) return;
       if (i % 64 == 0) {
+        if (io_in_flight_ != 0 && (ring_.flags & IORING_SETUP_DEFER_TASKRUN)) {
+          io_uring_get_events(&ring_);
+        }
         absl::Time now = absl::Now();
         if (i == 64) {
           until = now + absl::Nanoseconds(poll);

@@ -364,12 +364,14 @@ void spin_until(const std::atomic<bool>& f) {
   while (!f.load(std::memory_order_acquire)) std::this_thread::yield();
 }
 
-// A message aborted cross-core and replied before its abort reached the port is freed; a new
-// message built at the same address (a loop-local message, a recycled frame) is sent to the same
-// port from the port's own core. The stale abort entry, still in core 1's ring, must not cancel
-// it: send numbers are unique in the process, not per message object.
-TEST(StaleAbort, ItLeavesAFreshMessageAtTheSameAddressAlone) {
-  Watchdog wd("stale abort vs a fresh message at the same address");
+// A message is aborted from core 1 while core 0's server holds it; the server replies before the
+// abort entry reaches core 0, and the message at the same address is sent again to the same port
+// from core 0 itself: either a new message built there (`rebuild`: a loop-local message, a
+// recycled frame) or the same object. The stale abort entry, still in core 1's ring, must not
+// cancel that send: send numbers are unique in the process, not per message object. Returns the
+// second send's result (7 when left alone).
+int stale_abort_then_send_again(bool rebuild) {
+  Watchdog wd("a stale abort against the next send at the same address");
   Runtime rt(two_cores());
   alignas(ValueMsg) static unsigned char buf[sizeof(ValueMsg)];
   std::atomic<bool> taken{false}, aborted{false}, rebuilt{false}, resent{false};
@@ -379,13 +381,13 @@ TEST(StaleAbort, ItLeavesAFreshMessageAtTheSameAddressAlone) {
     spin_until(aborted);  // the abort entry is published in ring 1->0, not yet drained
     reply_msg(*m, 1);     // the sender does not park: no entry needed to tell it
     spin_until(rebuilt);
-    auto* fresh = reinterpret_cast<ValueMsg*>(buf);
-    send_msg(self.port(), *fresh);  // on the owner's core: queued (this thread is busy)
+    auto* again = reinterpret_cast<ValueMsg*>(buf);
+    send_msg(self.port(), *again);  // on the owner's core: queued (this thread is busy)
     resent.store(true, std::memory_order_release);
     co_await sleep_for(absl::Milliseconds(20));  // the next turn drains ring 1->0: the abort
-    Message* again = co_await wait_port(self.port());
-    if (again != nullptr) reply_msg(*again, 7);
-    co_return again != nullptr ? 1 : 0;
+    Message* next = co_await wait_port(self.port());
+    if (next != nullptr) reply_msg(*next, 7);
+    co_return next != nullptr ? 1 : 0;
   });
   auto client = rt.spawn(1, [&](LwThread&) -> Task<int> {
     auto* m = new (buf) ValueMsg;
@@ -398,62 +400,33 @@ TEST(StaleAbort, ItLeavesAFreshMessageAtTheSameAddressAlone) {
     aborted.store(true, std::memory_order_release);
     while (!check_msg(*m)) std::this_thread::yield();  // the reply, without parking
     int first = m->result();
-    m->~ValueMsg();
-    new (buf) ValueMsg;  // a new message, never aborted, at the same address
+    if (rebuild) {
+      m->~ValueMsg();
+      new (buf) ValueMsg;  // a new message, never aborted, at the same address
+    } else {
+      m->set_abortable(false);  // the same object, sent again
+    }
     rebuilt.store(true, std::memory_order_release);
     co_return first;
   });
   EXPECT_EQ(client.join(), 1);
   spin_until(resent);
-  auto* fresh = reinterpret_cast<ValueMsg*>(buf);
-  while (!check_msg(*fresh)) std::this_thread::yield();
-  EXPECT_FALSE(fresh->abort_requested());
-  EXPECT_EQ(fresh->result(), 7) << "a message nobody aborted was cancelled by a stale abort";
+  auto* again = reinterpret_cast<ValueMsg*>(buf);
+  while (!check_msg(*again)) std::this_thread::yield();
+  if (rebuild) {
+    EXPECT_FALSE(again->abort_requested());
+  }
+  int r = again->result();
   rt.stop(StopMode::kCancel);
+  return r;
 }
 
-// Control: the same object sent again (not a new one) is left alone.
-TEST(StaleAbort, ItLeavesTheSameMessageSentAgainAlone) {
-  Watchdog wd("stale abort vs a fresh message at the same address");
-  Runtime rt(two_cores());
-  alignas(ValueMsg) static unsigned char buf[sizeof(ValueMsg)];
-  std::atomic<bool> taken{false}, aborted{false}, rebuilt{false}, resent{false};
-  auto server = rt.spawn(0, [&](LwThread& self) -> Task<int> {
-    Message* m = co_await wait_port(self.port());
-    taken.store(true, std::memory_order_release);
-    spin_until(aborted);  // the abort entry is published in ring 1->0, not yet drained
-    reply_msg(*m, 1);     // the sender does not park: no entry needed to tell it
-    spin_until(rebuilt);
-    auto* fresh = reinterpret_cast<ValueMsg*>(buf);
-    send_msg(self.port(), *fresh);  // on the owner's core: queued (this thread is busy)
-    resent.store(true, std::memory_order_release);
-    co_await sleep_for(absl::Milliseconds(20));  // the next turn drains ring 1->0: the abort
-    Message* again = co_await wait_port(self.port());
-    if (again != nullptr) reply_msg(*again, 7);
-    co_return again != nullptr ? 1 : 0;
-  });
-  auto client = rt.spawn(1, [&](LwThread&) -> Task<int> {
-    auto* m = new (buf) ValueMsg;
-    m->set_abortable(true);
-    send_msg(server.port(), *m);
-    co_await yield_now();  // publish the send
-    spin_until(taken);
-    abort_msg(*m);
-    co_await yield_now();  // publish the abort
-    aborted.store(true, std::memory_order_release);
-    while (!check_msg(*m)) std::this_thread::yield();  // the reply, without parking
-    int first = m->result();
-    m->set_abortable(false);  // the same object, sent again: its send number goes on (2)
-    rebuilt.store(true, std::memory_order_release);
-    co_return first;
-  });
-  EXPECT_EQ(client.join(), 1);
-  spin_until(resent);
-  auto* fresh = reinterpret_cast<ValueMsg*>(buf);
-  while (!check_msg(*fresh)) std::this_thread::yield();
+TEST(StaleAbort, ItLeavesAFreshMessageAtTheSameAddressAlone) {
+  EXPECT_EQ(stale_abort_then_send_again(true), 7) << "cancelled by a stale abort";
+}
 
-  EXPECT_EQ(fresh->result(), 7) << "a message nobody aborted was cancelled by a stale abort";
-  rt.stop(StopMode::kCancel);
+TEST(StaleAbort, ItLeavesTheSameMessageSentAgainAlone) {
+  EXPECT_EQ(stale_abort_then_send_again(false), 7) << "cancelled by a stale abort";
 }
 
 // A thread takes a request sent from its own core (so the message is marked held locally) and

@@ -120,7 +120,8 @@ class SerializedPort final : public QueuePort {
 
   void failed(std::exception_ptr e) noexcept {
     // One writer (the owner): no read-modify-write needed.
-    failures_.store(failures_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    std::uint64_t n = failures_.load(std::memory_order_relaxed);
+    failures_.store(n + 1, std::memory_order_relaxed);  // single writer: the owner
     const char* what = "not a std::exception";
     try {
       std::rethrow_exception(e);

@@ -39,7 +39,7 @@ constexpr std::uint64_t kEventfdTag = 2;
 
 // Single-writer counter bump: a plain load and store, no read-modify-write.
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
-  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);  // single writer
 }
 
 }  // namespace

@@ -66,7 +66,8 @@ class PortTable {
     Slot& s = slot(index);
     if (s.gen.load(std::memory_order_relaxed) != static_cast<std::uint32_t>(handle >> 32)) return;
     s.port.store(nullptr, std::memory_order_relaxed);
-    s.gen.store(s.gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    std::uint32_t gen = s.gen.load(std::memory_order_relaxed);
+    s.gen.store(gen + 1, std::memory_order_release);  // single writer: under mu_
     free_.push_back(index);
   }
 

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -33,6 +34,19 @@ RuntimeOptions two_cores() {
 }
 
 SocketAddress loopback(std::uint16_t port = 0) { return *SocketAddress::parse("127.0.0.1", port); }
+
+// A plain listening socket on a loopback port of the kernel's choosing (no SO_REUSEPORT): it
+// completes connections into its backlog and never accepts. Its address goes to *at.
+int plain_listener(SocketAddress* at) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  SocketAddress any = loopback();
+  if (fd < 0 || ::bind(fd, any.get(), any.size()) != 0 || ::listen(fd, 4) != 0) std::abort();
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  *at = SocketAddress::of(reinterpret_cast<sockaddr*>(&ss), len);
+  return fd;
+}
 
 std::span<const std::byte> as_bytes(const std::string& s) {
   return std::as_bytes(std::span(s.data(), s.size()));
@@ -136,14 +150,8 @@ TEST(Tcp, ManyClientsAtOnceEachEchoedIntact) {
 
 TEST(TcpErrors, APortInUseAndAClosedPortAreClearErrors) {
   Watchdog wd("bind and connect errors");
-  int plain = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  SocketAddress any = loopback();
-  ASSERT_EQ(::bind(plain, any.get(), any.size()), 0);
-  ASSERT_EQ(::listen(plain, 4), 0);
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  getsockname(plain, reinterpret_cast<sockaddr*>(&ss), &len);
-  SocketAddress taken = SocketAddress::of(reinterpret_cast<sockaddr*>(&ss), len);
+  SocketAddress taken;
+  int plain = plain_listener(&taken);
   auto l = TcpListener::bind(taken);
   ASSERT_FALSE(l.ok());
   EXPECT_NE(l.status().ToString().find("EADDRINUSE"), std::string::npos) << l.status();
@@ -382,14 +390,8 @@ TEST(TcpStop, StopWithAnAcceptAndAReceivePendingEndsCleanly) {
   int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ASSERT_EQ(::connect(client, at.get(), at.size()), 0);
   // The idle client connects elsewhere: a plain listening socket that never accepts or sends.
-  int quiet = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  SocketAddress any = loopback();
-  ASSERT_EQ(::bind(quiet, any.get(), any.size()), 0);
-  ASSERT_EQ(::listen(quiet, 4), 0);
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  getsockname(quiet, reinterpret_cast<sockaddr*>(&ss), &len);
-  SocketAddress quiet_at = SocketAddress::of(reinterpret_cast<sockaddr*>(&ss), len);
+  SocketAddress quiet_at;
+  int quiet = plain_listener(&quiet_at);
   auto idle = rt.spawn(1, [](SocketAddress to) -> Task<int> {
     auto c = co_await TcpStream::connect(to);
     if (!c.ok()) co_return -1;

@@ -57,7 +57,7 @@ class DevicePort final : public Port, public Core::Device {
 
   Core& core() const noexcept { return core_; }
 
-  // What this port did. Read on its core (or as a snapshot anywhere, relaxed).
+  // What this port did. Plain counters, written by the port's core: read them there.
   struct Counters {
     std::uint64_t inline_done = 0;  // completed by the agent at once, without the ring
     std::uint64_t submitted = 0;    // operations submitted to the ring (resubmissions included)

@@ -211,7 +211,6 @@ class Core final : public Context {
   };
   // On this core's thread; one device per core.
   void attach_device(std::unique_ptr<Device> d) noexcept { device_ = std::move(d); }
-  Device* device() const noexcept { return device_.get(); }
   // On this core's thread: submit what is prepared now (a device whose submission queue is full).
   int submit() noexcept;
   // On this core's thread: reap and dispatch the completions there now; returns how many.

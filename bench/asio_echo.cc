@@ -14,14 +14,14 @@
 #define BOOST_ASIO_DISABLE_EPOLL 1
 #endif
 
+#include <absl/flags/flag.h>
+#include <absl/flags/parse.h>
+
 #include <array>
+#include <boost/asio.hpp>
 #include <cstdio>
 #include <string>
 #include <tuple>
-
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "boost/asio.hpp"
 
 ABSL_FLAG(int, port, 7779, "TCP port to listen on");
 ABSL_FLAG(std::string, address, "127.0.0.1", "numeric address to listen on");

@@ -4,11 +4,10 @@
 #pragma once
 
 #include <benchmark/benchmark.h>
-
-#include "ports/message.h"
-#include "ports/ops.h"
-#include "ports/queue_port.h"
-#include "ports/task.h"
+#include <msgport/ports/message.h>
+#include <msgport/ports/ops.h>
+#include <msgport/ports/queue_port.h>
+#include <msgport/ports/task.h>
 
 namespace msgport::bench {
 

@@ -15,6 +15,10 @@
 //   RESULT idle_connections=... rss_before_kib=... rss_after_kib=... bytes_per_connection=...
 //
 //   build/bench/echo_load --port=7777 --connections=50 --duration=5s --server_pid=$(pidof ...)
+#include <absl/flags/flag.h>
+#include <absl/flags/parse.h>
+#include <absl/time/clock.h>
+#include <absl/time/time.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -37,11 +41,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
 
 ABSL_FLAG(std::string, address, "127.0.0.1", "server address (numeric IPv4)");
 ABSL_FLAG(int, port, 7777, "server port");

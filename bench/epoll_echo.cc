@@ -6,6 +6,8 @@
 // that connection, which then waits for EPOLLOUT (and is not read) until it is all out.
 //
 //   build/bench/epoll_echo --port=7778
+#include <absl/flags/flag.h>
+#include <absl/flags/parse.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,9 +24,6 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 
 ABSL_FLAG(int, port, 7778, "TCP port to listen on");
 ABSL_FLAG(std::string, address, "127.0.0.1", "numeric IPv4 address to listen on");

@@ -21,6 +21,9 @@
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <msgport/io/io.h>
+#include <msgport/ports/ops.h>
+#include <msgport/runtime/runtime.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -39,10 +42,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include "io/io.h"
-#include "ports/ops.h"
-#include "runtime/runtime.h"
 
 namespace msgport {
 namespace {

@@ -21,6 +21,7 @@
 // After the usual output it prints the headline table: medians, and each one's ratio to
 // BM_PlainCall measured in the same run. Unless told otherwise it runs 5 repetitions.
 #include <benchmark/benchmark.h>
+#include <msgport/ports/ports.h>
 
 #include <atomic>
 #include <cstdio>
@@ -29,8 +30,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/bench_common.h"
-#include "ports/ports.h"
+#include "bench_common.h"
 
 namespace msgport {
 namespace {

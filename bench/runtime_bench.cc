@@ -18,6 +18,8 @@
 // Round trips run inside the runtime (the benchmark loop is a coroutine on core 0), timed in
 // real time. The idle variants are run once per wake mode (MSG_RING, eventfd).
 #include <benchmark/benchmark.h>
+#include <msgport/ports/ports.h>
+#include <msgport/runtime/runtime.h>
 #include <pthread.h>
 
 #include <atomic>
@@ -29,9 +31,7 @@
 #include <thread>
 #include <vector>
 
-#include "bench/bench_common.h"
-#include "ports/ports.h"
-#include "runtime/runtime.h"
+#include "bench_common.h"
 
 namespace msgport {
 namespace {

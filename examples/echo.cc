@@ -10,6 +10,13 @@
 //
 // --port=0 binds an ephemeral port on the first core and the same port on the others; the line
 // "listening on <address:port>" says which.
+#include <absl/flags/flag.h>
+#include <absl/flags/parse.h>
+#include <absl/status/statusor.h>
+#include <absl/time/time.h>
+#include <msgport/io/io.h>
+#include <msgport/runtime/runtime.h>
+#include <msgport/runtime/timer.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -21,14 +28,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/status/statusor.h"
-#include "absl/time/time.h"
-#include "io/io.h"
-#include "runtime/runtime.h"
-#include "runtime/timer.h"
 
 ABSL_FLAG(int, port, 7777, "TCP port to listen on (0: an ephemeral port)");
 ABSL_FLAG(int, cores, 0, "cores to run (0: every CPU this process may use)");

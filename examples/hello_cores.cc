@@ -5,14 +5,14 @@
 // and checks every reply. Then it prints what each core did.
 //
 //   build/examples/hello_cores --messages=100000
+#include <absl/flags/flag.h>
+#include <absl/flags/parse.h>
+#include <absl/time/clock.h>
+#include <msgport/ports/ports.h>
+#include <msgport/runtime/runtime.h>
+
 #include <cstdio>
 #include <vector>
-
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/time/clock.h"
-#include "ports/ports.h"
-#include "runtime/runtime.h"
 
 ABSL_FLAG(int, cores, 0, "cores to run (0: every CPU this process may use)");
 ABSL_FLAG(int, messages, 100000, "round trips each core makes to its neighbour");

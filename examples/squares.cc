@@ -2,9 +2,9 @@
 //
 // The Squarer's agent answers small numbers at once, in the sender's context; large ones it
 // queues for its owner coroutine, which replies later. The client co_awaits both the same way.
-#include <cstdio>
+#include <msgport/ports/ports.h>
 
-#include "ports/ports.h"
+#include <cstdio>
 
 using namespace msgport;
 

@@ -1,5 +1,6 @@
-#include "io/buffer_ring.h"
-
+#include <absl/strings/str_cat.h>
+#include <msgport/io/buffer_ring.h>
+#include <msgport/io/device_port.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -9,9 +10,6 @@
 #include <memory>
 #include <new>
 #include <stdexcept>
-
-#include "absl/strings/str_cat.h"
-#include "io/device_port.h"
 
 namespace msgport::io {
 

@@ -1,8 +1,11 @@
 // io/device_port.cc — the device port's agent, its completions, backlog, aborts and drain.
-#include "io/device_port.h"
-
+#include <absl/strings/str_cat.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <msgport/io/buffer_ring.h>
+#include <msgport/io/device_port.h>
+#include <msgport/ports/check.h>
+#include <msgport/ports/ops.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -14,11 +17,6 @@
 #include <memory>
 #include <new>
 #include <stdexcept>
-
-#include "absl/strings/str_cat.h"
-#include "io/buffer_ring.h"
-#include "ports/check.h"
-#include "ports/ops.h"
 
 namespace msgport::io {
 

@@ -1,15 +1,13 @@
-#include "io/file.h"
-
+#include <absl/status/status.h>
+#include <absl/strings/str_cat.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <msgport/io/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <utility>
-
-#include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 
 namespace msgport::io {
 

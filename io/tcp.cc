@@ -1,8 +1,11 @@
 // io/tcp.cc — TCP streams and listeners: plain device messages, and one multishot (recv or
 // accept) per object whose completions are queued for its one reader.
-#include "io/tcp.h"
-
+#include <absl/status/status.h>
+#include <absl/strings/str_cat.h>
 #include <arpa/inet.h>
+#include <msgport/io/device_port.h>
+#include <msgport/io/tcp.h>
+#include <msgport/ports/ops.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
 
@@ -10,11 +13,6 @@
 #include <cstring>
 #include <utility>
 #include <vector>
-
-#include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
-#include "io/device_port.h"
-#include "ports/ops.h"
 
 namespace msgport::io {
 

@@ -1,4 +1,4 @@
-#include "ports/check.h"
+#include <msgport/ports/check.h>
 
 #include <cstdio>
 #include <cstdlib>

@@ -1,4 +1,4 @@
-#include "ports/ops.h"
+#include <msgport/ports/ops.h>
 
 #include <cstdio>
 

@@ -1,10 +1,9 @@
-#include "ports/queue_port.h"
+#include <msgport/ports/ops.h>
+#include <msgport/ports/queue_port.h>
 
 #include <cerrno>
 #include <mutex>
 #include <type_traits>
-
-#include "ports/ops.h"
 
 namespace msgport {
 

@@ -5,8 +5,12 @@
 // what this core sent to others (one publish per receiving core per batch) and wake the ones
 // that sleep. With nothing to do, the core sleeps in io_uring_enter until a timer is due or
 // another core wakes it.
-#include "runtime/core.h"
-
+#include <absl/strings/str_cat.h>
+#include <absl/time/clock.h>
+#include <msgport/ports/ops.h>
+#include <msgport/runtime/core.h>
+#include <msgport/runtime/runtime.h>
+#include <msgport/runtime/thread_port.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/eventfd.h>
@@ -16,12 +20,6 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
-
-#include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "ports/ops.h"
-#include "runtime/runtime.h"
-#include "runtime/thread_port.h"
 
 namespace msgport {
 

@@ -1,12 +1,10 @@
-#include "runtime/runtime.h"
-
+#include <absl/strings/str_cat.h>
+#include <absl/time/time.h>
+#include <msgport/runtime/runtime.h>
 #include <sched.h>
 
 #include <chrono>
 #include <thread>
-
-#include "absl/strings/str_cat.h"
-#include "absl/time/time.h"
 
 namespace msgport {
 

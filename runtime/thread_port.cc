@@ -1,10 +1,9 @@
-#include "runtime/thread_port.h"
+#include <absl/strings/str_cat.h>
+#include <msgport/ports/ops.h>
+#include <msgport/runtime/core.h>
+#include <msgport/runtime/thread_port.h>
 
 #include <cerrno>
-
-#include "absl/strings/str_cat.h"
-#include "ports/ops.h"
-#include "runtime/core.h"
 
 namespace msgport {
 

@@ -2,13 +2,13 @@
 // messages go through do_msg, send_msg, reply, forward, abort, drop, wait_msg and wait_port.
 // Coroutine frames are created before counting starts: a frame is not a message path.
 #include <gtest/gtest.h>
+#include <msgport/ports/ports.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <new>
 
-#include "ports/ports.h"
 #include "tests/test_support.h"
 
 namespace {

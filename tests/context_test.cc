@@ -3,11 +3,11 @@
 // reply from another thread schedules the sender back onto its own context. And LocalPort, the
 // queue port for one context, whose round trips need no atomic and no lock.
 #include <gtest/gtest.h>
+#include <msgport/ports/ports.h>
 
 #include <thread>
 #include <vector>
 
-#include "ports/ports.h"
 #include "tests/test_support.h"
 
 namespace msgport {

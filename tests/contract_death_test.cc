@@ -1,8 +1,8 @@
 // Misuse that C++ cannot reject at compile time fails loudly, naming the broken rule. These
 // checks exist in debug builds (NDEBUG undefined); in release builds the tests are skipped.
 #include <gtest/gtest.h>
+#include <msgport/ports/ports.h>
 
-#include "ports/ports.h"
 #include "tests/test_support.h"
 
 namespace msgport {

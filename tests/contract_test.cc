@@ -1,12 +1,12 @@
 // The message contract, rule by rule (DESIGN.md, "The contract"). Single-threaded: every
 // outcome here is deterministic. The races are in race_test.cc.
 #include <gtest/gtest.h>
+#include <msgport/ports/ports.h>
 
 #include <cerrno>
 #include <functional>
 #include <vector>
 
-#include "ports/ports.h"
 #include "tests/test_support.h"
 
 namespace msgport {

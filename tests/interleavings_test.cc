@@ -6,7 +6,14 @@
 // looking at its inboxes until the test lets go) or with many randomized rounds across the two
 // cores. A test fails by a wrong value, a sanitizer report, or a watchdog naming the wait that
 // never ended: no wait here is unbounded.
+#include <absl/time/clock.h>
+#include <absl/time/time.h>
 #include <gtest/gtest.h>
+#include <msgport/ports/ports.h>
+#include <msgport/runtime/migrate.h>
+#include <msgport/runtime/runtime.h>
+#include <msgport/runtime/timer.h>
+#include <msgport/runtime/yield.h>
 
 #include <atomic>
 #include <cerrno>
@@ -19,13 +26,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
-#include "ports/ports.h"
-#include "runtime/migrate.h"
-#include "runtime/runtime.h"
-#include "runtime/timer.h"
-#include "runtime/yield.h"
 #include "tests/test_support.h"
 #include "tests/watchdog.h"
 

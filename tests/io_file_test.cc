@@ -4,6 +4,9 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/stat.h>
+#include <msgport/io/io.h>
+#include <msgport/runtime/runtime.h>
+#include <msgport/runtime/timer.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -15,9 +18,6 @@
 #include <string>
 #include <vector>
 
-#include "io/io.h"
-#include "runtime/runtime.h"
-#include "runtime/timer.h"
 #include "tests/watchdog.h"
 
 namespace msgport::io {

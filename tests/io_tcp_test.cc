@@ -4,6 +4,9 @@
 // each a clear error, nothing replied twice, the other connections unaffected.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <msgport/io/io.h>
+#include <msgport/runtime/runtime.h>
+#include <msgport/runtime/timer.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -16,9 +19,6 @@
 #include <string>
 #include <vector>
 
-#include "io/io.h"
-#include "runtime/runtime.h"
-#include "runtime/timer.h"
 #include "tests/test_support.h"
 #include "tests/watchdog.h"
 

@@ -2,6 +2,11 @@
 // the runtime stops, and the per-core budget of direct resumptions. Every wait is bounded by a
 // watchdog naming what it waits for.
 #include <gtest/gtest.h>
+#include <msgport/ports/ports.h>
+#include <msgport/runtime/migrate.h>
+#include <msgport/runtime/runtime.h>
+#include <msgport/runtime/timer.h>
+#include <msgport/runtime/yield.h>
 
 #include <atomic>
 #include <cerrno>
@@ -12,11 +17,6 @@
 #include <thread>
 #include <vector>
 
-#include "ports/ports.h"
-#include "runtime/migrate.h"
-#include "runtime/runtime.h"
-#include "runtime/timer.h"
-#include "runtime/yield.h"
 #include "tests/test_support.h"
 #include "tests/watchdog.h"
 

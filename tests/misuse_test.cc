@@ -7,6 +7,10 @@
 //   * a sleep that needs no wait still throws off a core;
 //   * an expired do_msg_until deadline is -ETIMEDOUT, other cancels stay -ECANCELED.
 #include <gtest/gtest.h>
+#include <msgport/ports/ports.h>
+#include <msgport/runtime/gate.h>
+#include <msgport/runtime/runtime.h>
+#include <msgport/runtime/timer.h>
 
 #include <cerrno>
 #include <chrono>
@@ -16,10 +20,6 @@
 #include <utility>
 #include <vector>
 
-#include "ports/ports.h"
-#include "runtime/gate.h"
-#include "runtime/runtime.h"
-#include "runtime/timer.h"
 #include "tests/test_support.h"
 #include "tests/watchdog.h"
 

@@ -1,11 +1,11 @@
 // Port kinds: what each kind's agent does with a message, and where replies go.
 #include <gtest/gtest.h>
+#include <msgport/ports/ports.h>
 
 #include <cerrno>
 #include <functional>
 #include <vector>
 
-#include "ports/ports.h"
 #include "tests/test_support.h"
 
 namespace msgport {

@@ -2,6 +2,7 @@
 // contention. Hammered for millions of iterations (fewer under sanitizers); run under
 // ThreadSanitizer in CI.
 #include <gtest/gtest.h>
+#include <msgport/ports/ports.h>
 
 #include <atomic>
 #include <cerrno>
@@ -10,7 +11,6 @@
 #include <thread>
 #include <vector>
 
-#include "ports/ports.h"
 #include "tests/test_support.h"
 
 namespace msgport {

@@ -2,12 +2,12 @@
 // trip over it. Deterministic: a preempted thread is modelled by a hook that runs at the worst
 // moment.
 #include <gtest/gtest.h>
+#include <msgport/ports/ports.h>
 
 #include <cerrno>
 #include <functional>
 #include <utility>
 
-#include "ports/ports.h"
 #include "tests/test_support.h"
 
 namespace msgport {

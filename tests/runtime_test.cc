@@ -1,8 +1,10 @@
 // The per-core runtime: cores, lightweight threads, cross-core messages, joins, shutdown.
-#include "runtime/runtime.h"
-
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <msgport/ports/ports.h>
+#include <msgport/runtime/runtime.h>
+#include <msgport/runtime/timer.h>
+#include <msgport/runtime/yield.h>
 #include <sys/resource.h>
 
 #include <atomic>
@@ -14,9 +16,6 @@
 #include <thread>
 #include <vector>
 
-#include "ports/ports.h"
-#include "runtime/timer.h"
-#include "runtime/yield.h"
 #include "tests/test_support.h"
 
 namespace msgport {
@@ -525,9 +524,9 @@ TEST(CrossCore, EveryMessageIsRepliedExactlyOnceUnderAborts) {
 }  // namespace
 }  // namespace msgport
 
-#include "runtime/gate.h"
-#include "runtime/migrate.h"
-#include "runtime/when_all.h"
+#include <msgport/runtime/gate.h>
+#include <msgport/runtime/migrate.h>
+#include <msgport/runtime/when_all.h>
 
 namespace msgport {
 namespace {

@@ -9,6 +9,11 @@
 // catches anything touched after its reply. MSGPORT_STRESS_MESSAGES sets the number of messages
 // (default 10^5; tools/soak.sh runs 10^7 and prints the counts).
 #include <gtest/gtest.h>
+#include <msgport/ports/ports.h>
+#include <msgport/runtime/migrate.h>
+#include <msgport/runtime/runtime.h>
+#include <msgport/runtime/timer.h>
+#include <msgport/runtime/yield.h>
 
 #include <atomic>
 #include <cerrno>
@@ -18,11 +23,6 @@
 #include <thread>
 #include <vector>
 
-#include "ports/ports.h"
-#include "runtime/migrate.h"
-#include "runtime/runtime.h"
-#include "runtime/timer.h"
-#include "runtime/yield.h"
 #include "tests/test_support.h"
 #include "tests/watchdog.h"
 

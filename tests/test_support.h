@@ -1,6 +1,11 @@
 // tests/test_support.h — small fixtures the ports tests share.
 #pragma once
 
+#include <msgport/ports/context.h>
+#include <msgport/ports/message.h>
+#include <msgport/ports/ops.h>
+#include <msgport/ports/port.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <coroutine>
@@ -8,11 +13,6 @@
 #include <cstdlib>
 #include <deque>
 #include <mutex>
-
-#include "ports/context.h"
-#include "ports/message.h"
-#include "ports/ops.h"
-#include "ports/port.h"
 
 namespace msgport::testing {
 

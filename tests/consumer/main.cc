@@ -1,11 +1,11 @@
 // Smoke test for an installed msgport: headers are found under <prefix>/include, the exported
 // targets link (ports, runtime with liburing and Abseil, io), and messages work: a synchronous
 // agent from a plain thread, and a round trip to a lightweight thread on a runtime core.
-#include <cstdio>
+#include <msgport/io/io.h>
+#include <msgport/ports/ports.h>
+#include <msgport/runtime/runtime.h>
 
-#include "io/io.h"
-#include "ports/ports.h"
-#include "runtime/runtime.h"
+#include <cstdio>
 
 namespace {
 

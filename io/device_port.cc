@@ -196,6 +196,7 @@ int DevicePort::begin_msg(Message& msg) {
   // Behind what already waits for room, in order.
   if (!backlog_.empty() || !submit(m)) {
     backlog_.push(m);
+    needs_flush = true;
     bump(counters_.backlogged);
   }
   return kAsync;
@@ -204,10 +205,11 @@ int DevicePort::begin_msg(Message& msg) {
 // Nonblocking attempts for the operations that can complete without waiting. true: done, with
 // `result`; false: go through the ring (it would block, or the operation has no such path).
 bool DevicePort::try_inline(IoMsg& m, int& result) noexcept {
-  if (m.timeout_ != absl::ZeroDuration() && m.op != IoOp::kSend) return false;
   ssize_t n;
   switch (m.op) {
     case IoOp::kRecv:
+      // A deadline is the ring's (a linked timeout); so is a read that would wait.
+      if (m.timeout_ != absl::ZeroDuration()) return false;
       n = ::recv(m.fd, m.buf, m.len, m.flags | MSG_DONTWAIT);
       break;
     case IoOp::kSend: {
@@ -219,7 +221,9 @@ bool DevicePort::try_inline(IoMsg& m, int& result) noexcept {
       break;
     }
     case IoOp::kRead: {
-      if (m.offset == static_cast<std::uint64_t>(-1)) return false;
+      if (m.timeout_ != absl::ZeroDuration() || m.offset == static_cast<std::uint64_t>(-1)) {
+        return false;
+      }
       iovec iov{m.buf, m.len};
       n = ::preadv2(m.fd, &iov, 1, static_cast<off_t>(m.offset), RWF_NOWAIT);
       break;
@@ -239,7 +243,8 @@ bool DevicePort::try_inline(IoMsg& m, int& result) noexcept {
 // Prepares m's submission (and its linked timeout) on the core's ring.
 bool DevicePort::submit(IoMsg& m) noexcept {
   io_uring* ring = core_.ring();
-  const unsigned need = m.timeout_ != absl::ZeroDuration() ? 2 : 1;
+  const bool linked = m.timeout_ != absl::ZeroDuration();
+  const unsigned need = linked ? 2 : 1;
   if (io_uring_sq_space_left(ring) < need) {
     io_uring_submit(ring);  // make room: what is prepared goes to the kernel now
     if (io_uring_sq_space_left(ring) < need) return false;
@@ -308,7 +313,7 @@ bool DevicePort::submit(IoMsg& m) noexcept {
   }
   io_uring_sqe_set_data(sqe, static_cast<Core::CqeHandler*>(&m.op_cqe_));
   m.cqes_left_ = 1;
-  if (need == 2) {
+  if (linked) {
     sqe->flags |= IOSQE_IO_LINK;
     absl::Duration d = m.timeout_;
     m.ts_.tv_sec = absl::ToInt64Seconds(d);
@@ -353,6 +358,7 @@ void DevicePort::completed(IoMsg& m) noexcept {
     if (m.done_bytes_ < m.len && !m.timed_out_ && !m.abort_requested() && !draining_) {
       if (!backlog_.empty() || !submit(m)) {
         backlog_.push(m);
+        needs_flush = true;
         bump(counters_.backlogged);
       }
       return;
@@ -433,6 +439,7 @@ void DevicePort::flush() noexcept {
     if (!submit(static_cast<IoMsg&>(*head))) return;
     backlog_.remove(*head);
   }
+  needs_flush = false;
 }
 
 void DevicePort::drain() noexcept {

@@ -190,7 +190,7 @@ bool Core::turn() {
 }
 
 int Core::submit() noexcept {
-  if (device_ != nullptr) device_->flush();
+  if (device_ != nullptr && device_->needs_flush) device_->flush();
   if (io_uring_sq_ready(&ring_) == 0) return 0;
   return io_uring_submit(&ring_);
 }
@@ -351,8 +351,7 @@ void Core::push_out(int target, const CoreEntry& e) noexcept {
   }
 }
 
-void Core::flush_out() noexcept {
-  if (dirty_.empty()) return;
+void Core::flush_dirty() noexcept {
   std::size_t keep = 0;
   for (int target : dirty_) {
     auto t = static_cast<std::size_t>(target);

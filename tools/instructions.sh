@@ -11,7 +11,8 @@
 #
 #   tools/instructions.sh build/bench/ports_bench 'BM_AsyncMsg$' 'BasicQueuePort<msgport::NullLock>::try_get'
 #
-# Single-threaded benchmarks only: under valgrind, threads run one at a time.
+# Single-threaded benchmarks only: under valgrind, threads run one at a time (io_bench's cores
+# poll instead of sleeping when MSGPORT_BENCH_NO_SLEEP is set, as it is here).
 set -euo pipefail
 if [[ $# -ne 3 ]]; then
   echo "usage: $0 BINARY FILTER PER_FUNCTION" >&2
@@ -24,8 +25,8 @@ fi
 binary=$1 filter=$2 per=$3
 out=$(mktemp /tmp/callgrind.XXXXXX)
 trap 'rm -f "$out"' EXIT
-valgrind --tool=callgrind --callgrind-out-file="$out" "$binary" --benchmark_filter="$filter" \
-  --benchmark_min_time=0.02 --benchmark_repetitions=1 >/dev/null 2>&1
+MSGPORT_BENCH_NO_SLEEP=1 valgrind --tool=callgrind --callgrind-out-file="$out" "$binary" --benchmark_filter="$filter" \
+  --benchmark_min_time=${MIN_TIME:-0.02} --benchmark_repetitions=1 >/dev/null 2>&1
 calls=$(callgrind_annotate --tree=caller "$out" 2>/dev/null |
   grep -B1 -F "*  ???:msgport::$per" | grep -o '([0-9,]*x)' | tr -d '(),x' | paste -sd+ - | bc)
 if [[ -z "$calls" || "$calls" == 0 ]]; then

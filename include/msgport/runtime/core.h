@@ -207,6 +207,9 @@ class Core final : public Context {
     virtual void flush() noexcept = 0;
     virtual void drain() noexcept = 0;
     virtual ~Device() = default;
+    // Set by the device while it holds work that only flush() sends: the loop calls flush() at
+    // its submit only then (the common turn has nothing in a backlog).
+    bool needs_flush = false;
   };
   // On this core's thread; one device per core.
   void attach_device(std::unique_ptr<Device> d) noexcept { device_ = std::move(d); }
@@ -225,7 +228,11 @@ class Core final : public Context {
   bool turn();
   void process(const CoreEntry& e);
   void push_out(int target, const CoreEntry& e) noexcept;
-  void flush_out() noexcept;
+  // Publishes what this turn pushed to other cores' inboxes (most turns pushed nothing).
+  void flush_out() noexcept {
+    if (!dirty_.empty()) flush_dirty();
+  }
+  void flush_dirty() noexcept;
   void idle();
   void wake_from(Core* waker) noexcept;
   void arm_eventfd_read() noexcept;

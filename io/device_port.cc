@@ -136,20 +136,12 @@ std::string DevicePort::Counters::to_string() const {
 
 // ---- one per core ------------------------------------------------------------------------------
 
-namespace {
-// The calling core's device port: created on first use and owned by the core (Core::Device), so
-// it outlives the core's thread until the runtime goes.
-thread_local DevicePort* t_port = nullptr;
-}  // namespace
-
-DevicePort& DevicePort::current() {
-  if (t_port == nullptr) {
-    Core& core = detail::current_core_or_throw("io::device_port()");
-    auto port = std::unique_ptr<DevicePort>(new DevicePort(core));
-    t_port = port.get();
-    core.attach_device(std::move(port));
-  }
-  return *t_port;
+DevicePort& DevicePort::create_current() {
+  Core& core = detail::current_core_or_throw("io::device_port()");
+  auto port = std::unique_ptr<DevicePort>(new DevicePort(core));
+  current_ = port.get();
+  core.attach_device(std::move(port));
+  return *current_;
 }
 
 BufferRing& DevicePort::buffer_ring() {
@@ -396,7 +388,7 @@ void DevicePort::abort(Message& msg) noexcept {
     call->user_data = reinterpret_cast<std::uint64_t>(static_cast<Core::CqeHandler*>(&m.op_cqe_));
     call->fn = [](CoreCall* c) noexcept {
       auto* self = static_cast<RemoteCancel*>(c);
-      if (Core* here = Core::current(); here != nullptr && t_port != nullptr) {
+      if (Core* here = Core::current(); here != nullptr && current_ != nullptr) {
         io_uring* ring = here->ring();
         io_uring_sqe* sqe = io_uring_get_sqe(ring);
         if (sqe == nullptr) {

@@ -44,7 +44,12 @@ class BufferRing;
 class DevicePort final : public Port, public Core::Device {
  public:
   // The calling core's device port. Throws std::logic_error on a thread that is not a core.
-  static DevicePort& current();
+  static DevicePort& current() {
+    if (current_ != nullptr) [[likely]] {
+      return *current_;
+    }
+    return create_current();
+  }
 
   int begin_msg(Message& m) override;
   void abort(Message& m) noexcept override;
@@ -83,6 +88,11 @@ class DevicePort final : public Port, public Core::Device {
  private:
   friend struct IoMsg::Cqe;
   explicit DevicePort(Core& core);
+  static DevicePort& create_current();
+
+  // The calling core's port: created on first use and owned by the core (Core::Device), so it
+  // outlives the core's thread until the runtime goes.
+  static inline thread_local DevicePort* current_ = nullptr;
 
   bool try_inline(IoMsg& m, int& result) noexcept;
   bool submit(IoMsg& m) noexcept;  // false: no room in the submission queue

@@ -473,7 +473,7 @@ TEST(ForwardWhileParking, AnAgentOnAnotherCoreForwardsWhileTheSenderParks) {
   std::atomic<bool> stop{false};
   auto echo = rt.spawn(0, echo_plus_one);
   auto relayer = rt.spawn(1, relay(q, echo.port(), stop, 21));
-  const long n = testing::stress(200'000, 20'000);
+  const long n = testing::on_one_cpu(2'000, testing::stress(200'000, 20'000));
   auto sender = rt.spawn(0, park_while_relayed(q, n, 4));
   Tally t = join_within(sender, "the sender parked on a message forwarded from another core");
   stop.store(true);

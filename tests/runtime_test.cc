@@ -518,7 +518,8 @@ void clients_both_ways_each_replied_once(long per_client, int seed, MakeClient c
 }
 
 TEST(CrossCore, EveryMessageIsRepliedExactlyOnceUnderAborts) {
-  clients_both_ways_each_replied_once(testing::stress(200'000, 20'000), 1, aborting_client);
+  clients_both_ways_each_replied_once(testing::on_one_cpu(10'000, testing::stress(200'000, 20'000)),
+                                      1, aborting_client);
 }
 
 }  // namespace
@@ -755,7 +756,8 @@ Task<void> pipelined_client(ThreadPort& server, long n, int seed, Tally& tally) 
 }
 
 TEST(CrossCore, TenMillionMessagesEachRepliedExactlyOnce) {
-  clients_both_ways_each_replied_once(testing::stress(5'000'000, 100'000), 3, pipelined_client);
+  clients_both_ways_each_replied_once(
+      testing::on_one_cpu(100'000, testing::stress(5'000'000, 100'000)), 3, pipelined_client);
 }
 
 }  // namespace

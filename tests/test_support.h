@@ -5,6 +5,7 @@
 #include <msgport/ports/message.h>
 #include <msgport/ports/ops.h>
 #include <msgport/ports/port.h>
+#include <sched.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -30,6 +31,16 @@ inline constexpr bool kSanitized = false;
 
 // Iteration counts for stress tests: millions normally, fewer under a sanitizer.
 constexpr int stress(int normal, int sanitized) { return kSanitized ? sanitized : normal; }
+
+// Whether this process may run on one CPU only (taskset -c 0). There, threads that race take
+// turns by time slice: a test whose race needs two threads running at once skips, and a
+// cross-core stress test runs fewer rounds (on_one_cpu(n)).
+inline bool one_cpu() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < 2;
+}
+inline long on_one_cpu(long rounds, long otherwise) { return one_cpu() ? rounds : otherwise; }
 
 // A message carrying a value, the shape most tests use.
 struct ValueMsg : Message {

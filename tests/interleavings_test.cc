@@ -494,7 +494,7 @@ TEST(ForwardWhileParking, APlainThreadParksWhileCoreOneForwardsToCoreZero) {
   Runtime rt(two_cores());
   auto echo = rt.spawn(0, echo_plus_one);
   auto fwd = rt.spawn(1, [&](LwThread& self) { return forward_all(self, echo.port()); });
-  const long n = testing::stress(40'000, 4'000);
+  const long n = testing::on_one_cpu(10'000, testing::stress(40'000, 4'000));
   std::minstd_rand rng(8);
   Tally t;
   {
@@ -538,7 +538,7 @@ TEST(ForwardWhileParking, ALightweightSenderParksWhileItsMessageIsForwardedBack)
   Runtime rt(two_cores());
   auto echo = rt.spawn(0, echo_plus_one);
   auto fwd = rt.spawn(1, [&](LwThread& self) { return forward_all(self, echo.port()); });
-  const long n = testing::stress(100'000, 10'000);
+  const long n = testing::on_one_cpu(5'000, testing::stress(100'000, 10'000));
   auto sender = rt.spawn(0, send_yield_wait(fwd.port(), n, 6));
   Tally t = join_within(sender, "the sender parked late on a message forwarded back to its core");
   EXPECT_EQ(t.wrong, 0) << "round " << t.first_wrong_round << ": result " << t.first_wrong;

@@ -1,0 +1,131 @@
+// msgport/runtime/sync_request.h — the awaitable that Mutex, Semaphore and Channel share: a
+// request message that lives in the awaiter (so in the awaiting coroutine's frame), begun at the
+// primitive's port when awaited, and parked on until the reply.
+//
+// await_ready sends the request (detail::begin, as do_msg does): an agent that grants at once (a
+// free mutex, a permit, a buffered value) completes the await inline — no suspension, no queue.
+// Otherwise the agent queued the request and the coroutine parks on it; the grant is the reply,
+// which resumes the coroutine on its own core (directly when the granter runs there, within the
+// core's budget of direct resumptions; else through the core's inbox).
+//
+// With a deadline (kDeadline; on a core only, elsewhere std::logic_error): a timer on the
+// awaiting coroutine's core aborts the request when the deadline passes (abort_msg, from that
+// core, as do_msg_until does). The primitive replies an aborted request -ECANCELED if it still
+// waits in its queue — reported here as -ETIMEDOUT — and never grants it afterwards; a request
+// already granted keeps its grant (its result is 0). Either way the reply comes exactly once.
+//
+// A coroutine destroyed while parked here (a thread cancelled by stop) takes its request out of
+// the primitive's queue (detail::abandon -> remove_queued), so it is never granted afterwards,
+// and disarms its timer.
+//
+// Nothing here allocates.
+#pragma once
+
+#include <absl/time/clock.h>
+#include <absl/time/time.h>
+#include <msgport/ports/ops.h>
+#include <msgport/runtime/core.h>
+
+#include <cerrno>
+#include <coroutine>
+#include <cstddef>
+#include <utility>
+
+namespace msgport::detail {
+
+struct NoDeadline {};
+
+template <class P, class M, bool kDeadline = false>
+class SyncRequest {
+ public:
+  template <class... A>
+  explicit SyncRequest(P& port, A&&... args) : port_(port), msg_(std::forward<A>(args)...) {}
+  SyncRequest(const SyncRequest&) = delete;
+  SyncRequest& operator=(const SyncRequest&) = delete;
+  ~SyncRequest() {
+    if (parked_) [[unlikely]] {
+      if constexpr (kDeadline) disarm();
+      abandon(msg_);
+    }
+  }
+
+  void set_deadline(absl::Time when) noexcept requires kDeadline { timer_.when = when; }
+
+  bool await_ready() {
+    if constexpr (kDeadline) {
+      timer_.core = &current_core_or_throw("a wait with a deadline");
+      timer_.msg = &msg_;
+      timer_.fire = &Deadline::fire_fn;
+      msg_.set_abortable(true);
+    }
+    int r = begin(port_, msg_, kMsgSyncHint);
+    if (r != kAsync) {
+      finish_inline(msg_, r);
+      return true;
+    }
+    if constexpr (kDeadline) {
+      if (timer_.when <= absl::Now()) {
+        Deadline::fire_fn(&timer_);  // aborts it now: usually replied -ECANCELED at once
+        return msg_.done();
+      }
+    }
+    return false;
+  }
+
+  bool await_suspend(std::coroutine_handle<> h) noexcept {
+    waiter_.arm(h);
+    if constexpr (kDeadline) {
+      if (!timer_.expired) timer_.core->arm(timer_);
+    }
+    // Marked before parking: once park() succeeds the reply may resume (and, on a plain thread,
+    // finish) the coroutine at once, and this awaiter must not be written after that.
+    parked_ = true;
+    if (park(msg_, waiter_)) return true;
+    parked_ = false;
+    if constexpr (kDeadline) disarm();
+    return false;
+  }
+
+ protected:
+  // The request's result, for the awaiter's await_resume: >= 0 granted, < 0 a -errno
+  // (-ETIMEDOUT when the deadline aborted it).
+  int finish() noexcept {
+    parked_ = false;
+    int r = msg_.result();
+    if constexpr (kDeadline) {
+      disarm();
+      if (timer_.expired && r == -ECANCELED) {
+        r = -ETIMEDOUT;
+        MsgAccess::result(msg_) = r;
+      }
+    }
+    return r;
+  }
+  M& msg() noexcept { return msg_; }
+  P& port() noexcept { return port_; }
+
+ private:
+  struct Deadline : CoreTimer {
+    Core* core = nullptr;
+    Message* msg = nullptr;
+    bool expired = false;  // the deadline aborted the request (on its core only)
+    static void fire_fn(CoreTimer* t) noexcept {
+      auto* self = static_cast<Deadline*>(t);
+      // Not when the grant came first, nor when the sender aborted it itself (-ECANCELED stays).
+      if (self->msg->done() || self->msg->abort_requested()) return;
+      self->expired = true;
+      abort_msg(*self->msg);
+    }
+  };
+  void disarm() noexcept {
+    if (timer_.heap_index != static_cast<std::size_t>(-1)) timer_.core->disarm(timer_);
+  }
+
+  P& port_;
+  M msg_;
+  CoWaiter waiter_;
+  bool parked_ = false;
+  [[no_unique_address]] std::conditional_t<kDeadline, Deadline, NoDeadline> timer_;
+};
+
+}  // namespace msgport::detail

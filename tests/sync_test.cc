@@ -318,6 +318,42 @@ TEST(MutexTest, ThreadCancelledWhileWaitingLeavesTheQueue) {
   EXPECT_FALSE(mu.locked());
 }
 
+// stop(kCancel) destroys a holder parked with a guard, and a waiter: the guard's unlock hands the
+// mutex to the waiter, whose core has stopped; the waiter's frame gives the grant back.
+TEST(MutexTest, CancelledHolderAndWaiterLeaveItUnlocked) {
+  // Both orders of destruction: the runtime destroys threads in the order they were spawned.
+  for (bool waiter_first : {true, false}) {
+    Mutex mu;
+    {
+      Runtime rt(two_cores());
+      auto holder_fn = [&](LwThread&) -> Task<void> {
+        MutexGuard g = co_await mu.scoped_lock();
+        co_await sleep_for(absl::Hours(1));
+      };
+      auto waiter_fn = [&](LwThread&) -> Task<void> {
+        co_await until([&] { return mu.locked(); });
+        co_await mu.lock();
+        ADD_FAILURE() << "ran after stop(kCancel)";
+        mu.unlock();
+      };
+      JoinHandle<void> a, b;
+      if (waiter_first) {
+        a = rt.spawn(1, waiter_fn);
+        b = rt.spawn(0, holder_fn);
+      } else {
+        a = rt.spawn(0, holder_fn);
+        b = rt.spawn(1, waiter_fn);
+      }
+      while (mu.waiters() != 1) std::this_thread::yield();
+      rt.stop(StopMode::kCancel);
+    }
+    EXPECT_EQ(mu.waiters(), 0u) << waiter_first;
+    EXPECT_FALSE(mu.locked()) << waiter_first;
+    EXPECT_TRUE(mu.try_lock());
+    mu.unlock();
+  }
+}
+
 TEST(MutexDeathTest, UnlockingAnUnlockedMutexFailsLoudly) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(

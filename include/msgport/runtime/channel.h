@@ -212,6 +212,11 @@ class Channel final : public Port {
   }
 
  private:
+  template <class, class, bool>
+  friend class detail::SyncRequest;
+  // A send was delivered; a receive's value goes with the frame of the thread that is gone.
+  void unclaimed_grant(Message&) noexcept {}
+
   struct Slot {
     alignas(T) std::byte bytes[sizeof(T)];
   };

@@ -30,9 +30,10 @@
 // is lost and none is made twice: the mutex's queue lock decides which came first.
 //
 // A lightweight thread destroyed while it waits (stop(kCancel)) takes its request back out of
-// the queue. Destroying a Mutex while requests wait for it fails loudly in every build (they
-// would be woken into a mutex that is gone); destroying it locked is the caller's bug, as with
-// std::mutex.
+// the queue; one granted the mutex when it could no longer run (a holder's guard unlocked as its
+// frame was destroyed, say) unlocks it again, so nothing stays locked by a thread that is gone.
+// Destroying a Mutex while requests wait for it fails loudly in every build (they would be woken
+// into a mutex that is gone); destroying it locked is the caller's bug, as with std::mutex.
 //
 // Thread-safety: every member may be called from any thread or core. Waiting for the mutex
 // (lock, scoped_lock, lock_until) is for coroutines; lock_until on a core only (its timer runs
@@ -148,6 +149,10 @@ class Mutex final : public Port {
   std::size_t waiters() const noexcept;
 
  private:
+  template <class, class, bool>
+  friend class detail::SyncRequest;
+  void unclaimed_grant(Message&) noexcept { unlock(); }
+
   // kContended: locked, and requests may wait (unlock takes the slow path and looks).
   enum : std::uint32_t { kFree = 0, kLocked = 1, kContended = 2 };
   int lock_slow(Message& m) noexcept;

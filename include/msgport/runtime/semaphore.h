@@ -25,8 +25,8 @@
 // Any thread or core may release, also permits it did not acquire (there is no owner). A count
 // that would become negative, or n < 0, fails loudly in every build. Only AcquireMsg (or a class
 // derived from it) may be sent to a Semaphore. A lightweight thread destroyed while it waits takes
-// its request back out of the queue; destroying a Semaphore while requests wait fails loudly in
-// every build.
+// its request back out of the queue (and gives back permits granted when it could no longer run);
+// destroying a Semaphore while requests wait fails loudly in every build.
 //
 // Thread-safety: every member may be called from any thread or core; the waits are for
 // coroutines (acquire_until on a core only), acquire_blocking() for plain threads. The count and
@@ -95,6 +95,10 @@ class Semaphore final : public Port {
   std::size_t waiters() const noexcept;
 
  private:
+  template <class, class, bool>
+  friend class detail::SyncRequest;
+  void unclaimed_grant(Message& m) noexcept { release(static_cast<AcquireMsg&>(m).n); }
+
   // Under guard_: takes the head requests the permits cover off the queue, onto `granted`.
   void grant_locked(MsgQueue& granted) noexcept;
   static void reply_all(MsgQueue& granted) noexcept;

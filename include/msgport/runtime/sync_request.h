@@ -16,7 +16,9 @@
 //
 // A coroutine destroyed while parked here (a thread cancelled by stop) takes its request out of
 // the primitive's queue (detail::abandon -> remove_queued), so it is never granted afterwards,
-// and disarms its timer.
+// and disarms its timer. One granted while its core could no longer resume it (a grant made by
+// another frame's destruction during stop(kCancel), say) hands the grant back:
+// P::unclaimed_grant(m) (a mutex unlocks, a semaphore takes its permits back).
 //
 // Nothing here allocates.
 #pragma once
@@ -45,7 +47,13 @@ class SyncRequest {
   ~SyncRequest() {
     if (parked_) [[unlikely]] {
       if constexpr (kDeadline) disarm();
-      abandon(msg_);
+      if (msg_.done()) {
+        // Granted, but the coroutine never ran again to take it (its core had stopped): the
+        // grant goes back (a mutex is unlocked, permits are released).
+        if (msg_.result() >= 0) port_.unclaimed_grant(msg_);
+      } else {
+        abandon(msg_);
+      }
     }
   }
 

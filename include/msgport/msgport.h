@@ -33,12 +33,16 @@
 #include <msgport/ports/spin_lock.h>
 #include <msgport/ports/task.h>
 #include <msgport/ports/thread_waiter.h>
+#include <msgport/runtime/channel.h>
 #include <msgport/runtime/core.h>
 #include <msgport/runtime/gate.h>
 #include <msgport/runtime/migrate.h>
+#include <msgport/runtime/mutex.h>
 #include <msgport/runtime/port_table.h>
 #include <msgport/runtime/runtime.h>
+#include <msgport/runtime/semaphore.h>
 #include <msgport/runtime/spsc_ring.h>
+#include <msgport/runtime/sync_request.h>
 #include <msgport/runtime/thread_port.h>
 #include <msgport/runtime/timer.h>
 #include <msgport/runtime/when_all.h>

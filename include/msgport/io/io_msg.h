@@ -21,6 +21,7 @@
 #include <absl/time/time.h>
 #include <linux/time_types.h>
 #include <msgport/ports/message.h>
+#include <msgport/runtime/chrono.h>
 #include <msgport/runtime/core.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -94,11 +95,12 @@ class IoMsg : public Message {
   void (*on_more)(IoMsg& m, const io_uring_cqe& cqe) noexcept = nullptr;
   void* owner = nullptr;  // for on_more: whatever the multishot serves
 
-  // A deadline for the operation, counted from its submission. Zero: none.
+  // A deadline for the operation, counted from its submission. Zero: none. Also takes any
+  // std::chrono::duration (converted by runtime/chrono.h).
   void set_timeout(absl::Duration d) noexcept { timeout_ = d; }
   template <class Rep, class Period>
   void set_timeout(std::chrono::duration<Rep, Period> d) noexcept {
-    timeout_ = absl::FromChrono(std::chrono::duration_cast<std::chrono::nanoseconds>(d));
+    set_timeout(to_absl(d));
   }
   absl::Duration timeout() const noexcept { return timeout_; }
 

@@ -37,6 +37,7 @@
 #include <msgport/ports/context.h>
 #include <msgport/ports/message.h>
 #include <msgport/ports/port.h>
+#include <msgport/runtime/chrono.h>
 #include <msgport/runtime/port_table.h>
 #include <msgport/runtime/spsc_ring.h>
 
@@ -158,6 +159,10 @@ class Core final : public Context {
   // How long this core polls before it sleeps (RuntimeOptions::poll_before_sleep by default).
   void set_poll_before_sleep(absl::Duration d) noexcept {
     poll_ns_.store(absl::ToInt64Nanoseconds(d), std::memory_order_relaxed);
+  }
+  template <class Rep, class Period>
+  void set_poll_before_sleep(std::chrono::duration<Rep, Period> d) noexcept {
+    set_poll_before_sleep(to_absl(d));
   }
 
   // Entries waiting for space in a full ring to another core (on this core's thread only). While

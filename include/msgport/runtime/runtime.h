@@ -42,6 +42,7 @@
 #include <absl/functional/function_ref.h>
 #include <msgport/ports/ops.h>
 #include <msgport/ports/task.h>
+#include <msgport/runtime/chrono.h>
 #include <msgport/runtime/core.h>
 #include <msgport/runtime/migrate.h>
 #include <msgport/runtime/thread_port.h>
@@ -67,12 +68,14 @@ struct RuntimeOptions {
   // eventfd measured about 3x faster than MSG_RING at waking a sleeping core here (kernel 6.x,
   // DEFER_TASKRUN rings, under KVM): see bench/README.md.
   WakeMode wake = WakeMode::kEventfd;
+  // The two durations take an absl::Duration or any std::chrono::duration (runtime/chrono.h):
+  //   options.stop_grace = std::chrono::seconds(2);
   // An idle core polls its inboxes this long before it sleeps: a message arriving meanwhile
   // needs no wake-up. Zero: sleep at once.
-  absl::Duration poll_before_sleep = absl::Microseconds(50);
+  DurationSetting poll_before_sleep = absl::Microseconds(50);
   // How long stop(kDrain) waits for the threads to finish before it reports the ones left and
   // cancels them; stop(kCancel) waits this long for woken threads to settle at most.
-  absl::Duration stop_grace = absl::Seconds(10);
+  DurationSetting stop_grace = absl::Seconds(10);
 };
 
 // What join() and co_await on a JoinHandle throw for a thread that stop(kCancel) destroyed.

@@ -4,6 +4,13 @@
 //   co_await sleep_until(deadline);
 //   int r = co_await do_msg_until(port, m, absl::Now() + absl::Milliseconds(10));
 //
+// Each also takes std::chrono (runtime/chrono.h): a duration, or a time point of
+// std::chrono::system_clock or std::chrono::steady_clock (taken relative to now when the call is
+// made). The chrono overload converts and calls the absl one: the same behaviour.
+//
+//   co_await sleep_for(std::chrono::milliseconds(5));
+//   int r = co_await do_msg_until(port, m, std::chrono::steady_clock::now() + 10ms);
+//
 // Timers fire on the core the coroutine runs on, in deadline order (ties: in the order armed),
 // never before their deadline. A sleep whose deadline has passed does not suspend.
 //
@@ -24,9 +31,11 @@
 #include <absl/time/time.h>
 #include <msgport/ports/ops.h>
 #include <msgport/ports/task.h>
+#include <msgport/runtime/chrono.h>
 #include <msgport/runtime/core.h>
 
 #include <cerrno>
+#include <chrono>
 #include <coroutine>
 #include <stdexcept>
 #include <string>
@@ -64,6 +73,15 @@ class [[nodiscard]] SleepUntil {
 inline SleepUntil sleep_until(absl::Time when) noexcept { return SleepUntil(when); }
 inline SleepUntil sleep_for(absl::Duration d) noexcept { return SleepUntil(absl::Now() + d); }
 
+template <ChronoTimePoint T>
+SleepUntil sleep_until(T when) noexcept {
+  return sleep_until(to_absl(when));
+}
+template <class Rep, class Period>
+SleepUntil sleep_for(std::chrono::duration<Rep, Period> d) noexcept {
+  return sleep_for(to_absl(d));
+}
+
 // do_msg with a deadline.
 template <PortType P>
 Task<int> do_msg_until(P& port, Message& m, absl::Time deadline) {
@@ -93,6 +111,12 @@ Task<int> do_msg_until(P& port, Message& m, absl::Time deadline) {
     detail::MsgAccess::result(m) = r;  // the message is the sender's again: it says the same
   }
   co_return r;
+}
+
+// do_msg with a std::chrono deadline (system_clock or steady_clock).
+template <PortType P, ChronoTimePoint T>
+Task<int> do_msg_until(P& port, Message& m, T deadline) {
+  return do_msg_until(port, m, to_absl(deadline));
 }
 
 }  // namespace msgport

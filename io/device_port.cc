@@ -16,6 +16,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <ostream>
 #include <stdexcept>
 
 namespace msgport::io {
@@ -129,9 +130,32 @@ std::string describe(IoOp op, int result) {
 }
 
 std::string DevicePort::Counters::to_string() const {
-  return absl::StrCat("inline=", inline_done, " submitted=", submitted, " completed=", completed,
-                      " backlogged=", backlogged, " cancelled=", cancelled,
-                      " timed_out=", timed_out);
+  return absl::StrCat("inline=", inline_done, " async=", async, " refused=", refused,
+                      " submitted=", submitted, " completed=", completed,
+                      " backlogged=", backlogged, " aborted=", aborted, " cancelled=", cancelled,
+                      " timed_out=", timed_out, " replied=", replied);
+}
+
+std::ostream& operator<<(std::ostream& os, const DevicePort::Counters& c) {
+  return os << c.to_string();
+}
+
+DevicePort::Counters DevicePort::counters() const noexcept {
+  Counters c = counters_;
+  c.refused += refused_elsewhere_.load(std::memory_order_relaxed);
+  return c;
+}
+
+void DevicePort::report(CoreSnapshot& s) const {
+  Counters c = counters();
+  s.device = "device";
+  s.device_counters = {
+      {"inline", c.inline_done},  {"async", c.async},         {"refused", c.refused},
+      {"submitted", c.submitted}, {"completed", c.completed}, {"backlogged", c.backlogged},
+      {"aborted", c.aborted},     {"cancelled", c.cancelled}, {"timed_out", c.timed_out},
+      {"replied", c.replied},
+  };
+  s.features.insert(s.features.end(), probed_.begin(), probed_.end());
 }
 
 // ---- one per core ------------------------------------------------------------------------------
@@ -153,15 +177,34 @@ BufferRing& DevicePort::buffer_ring() {
 }
 
 DevicePort::DevicePort(Core& core) : core_(core) {
+  bool send_zc = false, socket = false, accept = false, recv = false, link_timeout = false,
+       async_cancel = false;
   if (io_uring_probe* probe = io_uring_get_probe_ring(core_.ring())) {
     for (IoOp op : kAllOps) {
-      if (!io_uring_opcode_supported(probe, opcode_of(op))) {
-        unsupported_ |= bit(op);
-      } else if (op == IoOp::kSendZc || op == IoOp::kSocket) {
-        absl::StrAppend(&features_, features_.empty() ? "" : " ", op_name(op));
-      }
+      if (!io_uring_opcode_supported(probe, opcode_of(op))) unsupported_ |= bit(op);
     }
+    auto has = [probe](int opcode) { return io_uring_opcode_supported(probe, opcode) != 0; };
+    send_zc = has(IORING_OP_SEND_ZC);
+    socket = has(IORING_OP_SOCKET);
+    accept = has(IORING_OP_ACCEPT);
+    recv = has(IORING_OP_RECV);
+    link_timeout = has(IORING_OP_LINK_TIMEOUT);
+    async_cancel = has(IORING_OP_ASYNC_CANCEL);
     io_uring_free_probe(probe);
+  }
+  // Multishot and buffer rings have no opcode of their own: inferred from the kernel release
+  // (see device_port.h).
+  probed_ = {
+      {"send_zc", send_zc},
+      {"socket", socket},
+      {"accept_multishot", accept && socket},
+      {"recv_multishot", recv && send_zc},
+      {"buf_ring", socket},
+      {"link_timeout", link_timeout},
+      {"async_cancel", async_cancel},
+  };
+  for (const auto& f : probed_) {
+    if (f.on) absl::StrAppend(&features_, features_.empty() ? "" : " ", f.name);
   }
 }
 
@@ -173,9 +216,14 @@ bool DevicePort::supports(IoOp op) const noexcept { return !(unsupported_ & bit(
 
 int DevicePort::begin_msg(Message& msg) {
   auto& m = static_cast<IoMsg&>(msg);
-  if (Core::current() != &core_) return -EXDEV;  // a device port works on its own core only
-  if (draining_) return -ECANCELED;              // its core is stopping: nothing new goes in
-  if (!supports(m.op)) return -EOPNOTSUPP;
+  if (Core::current() != &core_) {  // a device port works on its own core only
+    refused_elsewhere_.fetch_add(1, std::memory_order_relaxed);
+    return -EXDEV;
+  }
+  if (draining_ || !supports(m.op)) {
+    bump(counters_.refused);
+    return draining_ ? -ECANCELED : -EOPNOTSUPP;  // stopping: nothing new goes in
+  }
   m.port_ = this;
   m.done_bytes_ = 0;
   m.timed_out_ = false;
@@ -186,6 +234,7 @@ int DevicePort::begin_msg(Message& msg) {
     return result;
   }
   // Behind what already waits for room, in order.
+  bump(counters_.async);
   if (!backlog_.empty() || !submit(m)) {
     backlog_.push(m);
     needs_flush = true;
@@ -361,6 +410,7 @@ void DevicePort::completed(IoMsg& m) noexcept {
   }
   if (r == -ETIMEDOUT) bump(counters_.timed_out);
   bump(counters_.completed);
+  bump(counters_.replied);
   reply_msg(m, r);
 }
 
@@ -389,6 +439,7 @@ void DevicePort::abort(Message& msg) noexcept {
     call->fn = [](CoreCall* c) noexcept {
       auto* self = static_cast<RemoteCancel*>(c);
       if (Core* here = Core::current(); here != nullptr && current_ != nullptr) {
+        bump(current_->counters_.aborted);  // on the port's core
         io_uring* ring = here->ring();
         io_uring_sqe* sqe = io_uring_get_sqe(ring);
         if (sqe == nullptr) {
@@ -407,6 +458,8 @@ void DevicePort::abort(Message& msg) noexcept {
     return;
   }
   if (backlog_.remove(m)) {
+    bump(counters_.aborted);
+    bump(counters_.replied);
     reply_msg(m, -ECANCELED);  // never reached the kernel
     return;
   }
@@ -422,6 +475,7 @@ void DevicePort::abort(Message& msg) noexcept {
   io_uring_sqe_set_data64(sqe, 0);  // the cancel's own completion is not a message's
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
   m.cancel_sent_ = true;
+  bump(counters_.aborted);
   bump(counters_.cancelled);
 }
 
@@ -436,7 +490,10 @@ void DevicePort::flush() noexcept {
 
 void DevicePort::drain() noexcept {
   draining_ = true;
-  while (Message* m = backlog_.pop()) reply_msg(*m, -ECANCELED);
+  while (Message* m = backlog_.pop()) {
+    bump(counters_.replied);
+    reply_msg(*m, -ECANCELED);
+  }
   io_uring* ring = core_.ring();
   if (core_.io_in_flight() == 0) {
     if (ring_ != nullptr) ring_->unregister();

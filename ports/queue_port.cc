@@ -3,11 +3,21 @@
 
 #include <cerrno>
 #include <mutex>
+#include <ostream>
 #include <type_traits>
 
 namespace msgport {
 
 using detail::MsgAccess;
+
+std::string PortCounters::to_string() const {
+  return "sync=" + std::to_string(sync) + " async=" + std::to_string(async) +
+         " queued=" + std::to_string(queued) + " refused=" + std::to_string(refused) +
+         " aborted=" + std::to_string(aborted) + " cancelled=" + std::to_string(cancelled) +
+         " replies=" + std::to_string(replies);
+}
+
+std::ostream& operator<<(std::ostream& os, const PortCounters& c) { return os << c.to_string(); }
 
 template <class Lock>
 BasicQueuePort<Lock>::~BasicQueuePort() {
@@ -32,6 +42,7 @@ void BasicQueuePort<Lock>::cancel_all() noexcept {
   }
   // Requests the owner took and never answered: it is gone, so they are answered here.
   while (Message* m = taken_.pop()) doomed.push(*m);
+  if (std::size_t n = doomed.size(); n != 0) count(&detail::PortCounts::cancelled, n);
   while (Message* m = doomed.pop()) {
     MsgAccess::result(*m) = -ECANCELED;
     // Its reply cannot come back to a port that is going away: only mark it done.
@@ -62,11 +73,14 @@ int BasicQueuePort<Lock>::begin_msg(Message& m) {
   check_context();
   std::atomic<std::uint32_t>& state = MsgAccess::state(m);
   std::uint32_t s = state.load(std::memory_order_acquire);
-  if ((MsgAccess::options(m) & kMsgAbortable) && (s & kMsgAbortRequested)) return -ECANCELED;
   Waiter* owner;
   {
     std::lock_guard lock(lock_);
-    if (closed_.load(std::memory_order_relaxed)) return -ECANCELED;
+    if (closed_.load(std::memory_order_relaxed) ||
+        ((MsgAccess::options(m) & kMsgAbortable) && (s & kMsgAbortRequested))) {
+      counts_.refused.bump();
+      return -ECANCELED;
+    }
     if constexpr (kSingleContext<Lock>) {
       // Sent straight here by a sender on this port's context (a LocalPort has no other), not
       // forwarded from elsewhere: nothing off this context can reach it now. Only the sender's
@@ -79,7 +93,9 @@ int BasicQueuePort<Lock>::begin_msg(Message& m) {
         state.store(s | detail::kHeldLocally, std::memory_order_relaxed);
       }
     }
+    counts_.async.bump();
     owner = deliver_locked(m);
+    if (owner == nullptr) counts_.queued.bump();
   }
   if (owner != nullptr) owner->wake(Wake::kScheduled);
   return kAsync;
@@ -96,6 +112,7 @@ void BasicQueuePort<Lock>::put_reply(Message& m) noexcept {
     std::uint32_t s =
         MsgAccess::state(m).fetch_or(kMsgDone | kMsgReplied, std::memory_order_acq_rel);
     MSGPORT_CHECK_RULE(!(s & kMsgDone), "reply_msg: a message is replied exactly once");
+    counts_.replies.bump();
     if (s & detail::kParked) {
       waiter = MsgAccess::waiter(m);  // a wait_msg parked on this very message: no queueing
     } else {
@@ -108,7 +125,10 @@ void BasicQueuePort<Lock>::put_reply(Message& m) noexcept {
 
 template <class Lock>
 void BasicQueuePort<Lock>::abort(Message& m) noexcept {
-  if (remove_queued(m, false)) reply_msg(m, -ECANCELED);
+  if (remove_queued(m, false)) {
+    count(&detail::PortCounts::aborted);
+    reply_msg(m, -ECANCELED);
+  }
 }
 
 template <class Lock>

@@ -18,6 +18,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ostream>
 #include <stdexcept>
 #include <string>
 
@@ -49,6 +50,78 @@ std::string CoreCounters::to_string() const {
       " overflowed=", overflowed, " held_back=", held_back, " wakeups_sent=", wakeups_sent,
       " wakeups=", wakeups, " loop_turns=", loop_turns, " sleeps=", sleeps,
       " timers_fired=", timers_fired);
+}
+
+std::ostream& operator<<(std::ostream& os, const CoreCounters& c) { return os << c.to_string(); }
+
+bool CoreSnapshot::has(std::string_view name) const noexcept {
+  for (const Feature& f : features) {
+    if (f.name == name) return f.on;
+  }
+  return false;
+}
+
+std::uint64_t CoreSnapshot::device_counter(std::string_view name) const noexcept {
+  for (const Counter& c : device_counters) {
+    if (c.name == name) return c.value;
+  }
+  return 0;
+}
+
+std::string CoreSnapshot::to_string() const {
+  std::string out = absl::StrCat("core ", core, " (cpu ", cpu, "): ", counters.to_string(),
+                                 "\n  io_uring: ", ring, ";");
+  for (const Feature& f : features) absl::StrAppend(&out, " ", f.name, f.on ? "=on" : "=off");
+  if (!device.empty()) {
+    absl::StrAppend(&out, "\n  ", device, ":");
+    for (const Counter& c : device_counters) absl::StrAppend(&out, " ", c.name, "=", c.value);
+  }
+  for (const Thread& t : threads) {
+    absl::StrAppend(&out, "\n  thread ", t.id, ": ", t.port.to_string(),
+                    " now queued=", t.queued_now, " taken=", t.taken_now);
+  }
+  out += "\n";
+  return out;
+}
+
+std::ostream& operator<<(std::ostream& os, const CoreSnapshot& s) { return os << s.to_string(); }
+
+CoreSnapshot Core::snapshot() {
+  if (current_ != this) {
+    std::lock_guard lock(foreign_mu_);
+    if (!sealed_) {
+      throw std::logic_error(
+          "msgport: Core::snapshot() off the core while it runs; use Runtime::snapshot(core), "
+          "which takes it on the core");
+    }
+  }
+  CoreSnapshot s;
+  s.core = id_;
+  s.cpu = cpu_;
+  s.ring = ring_features_;
+  s.features = {
+      {"single_issuer", (setup_flags_ & IORING_SETUP_SINGLE_ISSUER) != 0},
+      {"defer_taskrun", (setup_flags_ & IORING_SETUP_DEFER_TASKRUN) != 0},
+      {"coop_taskrun", (setup_flags_ & IORING_SETUP_COOP_TASKRUN) != 0},
+      {"registered_ring_fd", registered_fd_},
+      {"nodrop", (kernel_features_ & IORING_FEAT_NODROP) != 0},
+      {"ext_arg", (kernel_features_ & IORING_FEAT_EXT_ARG) != 0},
+      {"cqe_skip", (kernel_features_ & IORING_FEAT_CQE_SKIP) != 0},
+      {"fast_poll", (kernel_features_ & IORING_FEAT_FAST_POLL) != 0},
+      {"msg_ring", msg_ring_},
+  };
+  s.counters = counters();
+  {
+    // The threads whose home is this core: their ports live here (read on this core, or after
+    // it stopped). Under the runtime's list lock, so none is freed meanwhile.
+    std::lock_guard lock(rt_.threads_mu_);
+    for (const auto& t : rt_.threads_) {
+      if (&t->core() != this) continue;
+      s.threads.push_back({t->id, t->port().counters(), t->port().size(), t->port().taken()});
+    }
+  }
+  if (device_ != nullptr) device_->report(s);
+  return s;
 }
 
 Core::Core(Runtime& rt, int id, int cpu, std::size_t ring_capacity, WakeMode wake)
@@ -106,6 +179,8 @@ void Core::start() {
       rc = io_uring_queue_init_params(kSqEntries, &ring_, &p);
       if (rc == 0) {
         ring_features_ = t.name;
+        setup_flags_ = t.flags;
+        kernel_features_ = p.features;
         break;
       }
     }
@@ -125,7 +200,14 @@ void Core::start() {
     ring_fd_ = ring_.ring_fd;
     // io_uring_enter through a registered ring descriptor skips the kernel's file lookup (about
     // 20 ns per enter measured here); an older kernel refuses, and the plain descriptor serves.
-    if (io_uring_register_ring_fd(&ring_) == 1) ring_features_ += "+REGISTERED_FD";
+    if (io_uring_register_ring_fd(&ring_) == 1) {
+      ring_features_ += "+REGISTERED_FD";
+      registered_fd_ = true;
+    }
+    if (io_uring_probe* probe = io_uring_get_probe_ring(&ring_)) {
+      msg_ring_ = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) != 0;
+      io_uring_free_probe(probe);
+    }
     current_ = this;
     ready.store(1, std::memory_order_release);
     ready.notify_one();

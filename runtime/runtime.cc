@@ -1,5 +1,6 @@
 #include <absl/strings/str_cat.h>
 #include <absl/time/time.h>
+#include <msgport/ports/thread_waiter.h>
 #include <msgport/runtime/runtime.h>
 #include <sched.h>
 
@@ -291,6 +292,43 @@ std::vector<CoreCounters> Runtime::counters() const {
   std::vector<CoreCounters> all;
   for (const auto& c : cores_) all.push_back(c->counters());
   return all;
+}
+
+CoreSnapshot Runtime::snapshot(int core_id) {
+  Core& c = core(core_id);
+  if (Core::current() == &c) return c.snapshot();
+  if (Core::current() != nullptr) {
+    throw std::logic_error(
+        "msgport: Runtime::snapshot(core) on another core would block this one; co_await "
+        "migrate_to(that core) and call Core::snapshot() there");
+  }
+  struct Take : CoreCall {
+    Core* core = nullptr;
+    CoreSnapshot out;
+    std::exception_ptr error;
+    ThreadWaiter done;  // woken under its mutex: safe to let go of at once
+  } take;
+  take.core = &c;
+  take.fn = [](CoreCall* call) noexcept {
+    auto* self = static_cast<Take*>(call);
+    try {
+      self->out = self->core->snapshot();
+    } catch (...) {
+      self->error = std::current_exception();
+    }
+    self->done.wake(Wake::kScheduled);
+  };
+  // Run on the core; a core that has stopped runs it on this thread, or at its seal (stop()).
+  c.deliver(CoreEntry(&take, CoreEntry::kCall));
+  take.done.wait();
+  if (take.error) std::rethrow_exception(take.error);
+  return std::move(take.out);
+}
+
+std::string Runtime::dump_snapshots() {
+  std::string out;
+  for (int i = 0; i < size(); ++i) out += snapshot(i).to_string();
+  return out;
 }
 
 std::string Runtime::dump_counters() const {

@@ -4,6 +4,7 @@
 #include <msgport/runtime/thread_port.h>
 
 #include <cerrno>
+#include <ostream>
 
 namespace msgport {
 
@@ -26,23 +27,28 @@ ThreadPort::~ThreadPort() {
 bool ThreadPort::on_owner() const noexcept { return Core::current() == bound_context(); }
 
 std::string ThreadPort::Counters::to_string() const {
-  return absl::StrCat("begun_local=", begun_local, " begun_cross_core=", begun_cross_core,
-                      " queued=", queued, " refused=", refused);
+  return absl::StrCat("begun_local=", begun_local, " begun_cross_core=", begun_cross_core, " ",
+                      PortCounters::to_string());
 }
+
+std::ostream& operator<<(std::ostream& os, const ThreadPort::Counters& c) {
+  return os << c.to_string();
+}
+
+namespace {
+// Single-writer counter bump (the core's own counters): a plain load and store.
+inline void bump(std::atomic<std::uint64_t>& c) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // single writer
+}
+}  // namespace
 
 int ThreadPort::begin_here(Message& m, bool cross_core) {
   Core::AtomicCounters& core = owner().counters_;
-  bump(cross_core ? begun_cross_core_ : begun_local_);
+  (cross_core ? begun_cross_core_ : begun_local_).bump();  // on the owning core
   bump(cross_core ? core.begun_cross_core : core.begun_local);
+  // The base counts async, queued and refused (on this core: the port's one context).
   int r = BasicQueuePort<OwnedLock>::begin_msg(m);
-  if (r == kAsync) {
-    if (m.flags() & kMsgQueued) {
-      bump(queued_);
-      bump(core.queued);
-    }
-  } else if (r == -ECANCELED) {
-    refused_.fetch_add(1, std::memory_order_relaxed);
-  }
+  if (r == kAsync && (m.flags() & kMsgQueued)) bump(core.queued);
   return r;
 }
 
@@ -58,7 +64,7 @@ int ThreadPort::begin_msg(Message& m) {
   // A port whose core has stopped refuses at once. (A closed port on a running core refuses on
   // that core: reading its flag here would pull a cache line the owner writes.)
   if (owner().stopped()) {
-    refused_.fetch_add(1, std::memory_order_relaxed);
+    refused_elsewhere_.fetch_add(1, std::memory_order_relaxed);
     return -ECANCELED;
   }
   // Crossing to another core: the single-context shortcut must not apply to this send. A
@@ -88,6 +94,7 @@ void ThreadPort::put_reply(Message& m) noexcept {
 void ThreadPort::abort(Message& m) noexcept {
   if (on_owner()) {
     if (remove_queued(m, false)) {
+      counts().aborted.bump();  // on the owning core
       reply_msg(m, -ECANCELED);
     } else if (on_abort_ && taken_at(&m) != nullptr) {
       on_abort_(m);
@@ -102,7 +109,10 @@ void ThreadPort::abort_queued(const void* addr, std::uint32_t send) noexcept {
   // Queued here, or taken by the thread and not answered: in flight and alive, so its send
   // number may be read, and tells whether the abort is for this send.
   if (Message* m = queued_at(addr); m != nullptr && m->send() == send) {
-    if (remove_queued(*m, false)) reply_msg(*m, -ECANCELED);
+    if (remove_queued(*m, false)) {
+      counts().aborted.bump();  // on the owning core
+      reply_msg(*m, -ECANCELED);
+    }
   } else if (Message* t = on_abort_ ? taken_at(addr) : nullptr; t != nullptr && t->send() == send) {
     on_abort_(*t);
   }
@@ -134,7 +144,9 @@ bool ThreadPort::collect_reply(Message& m, Waiter& w) noexcept {
 void ThreadPort::cancel_queued() noexcept {
   close();
   while (Message* m = try_get()) {
-    if (!m->done()) reply_msg(*m, -ECANCELED);  // a queued reply is the owner's: let it go
+    if (m->done()) continue;    // a queued reply is the owner's: let it go
+    counts().cancelled.bump();  // on the owning core
+    reply_msg(*m, -ECANCELED);
   }
 }
 

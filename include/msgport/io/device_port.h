@@ -33,9 +33,12 @@
 #include <msgport/ports/port.h>
 #include <msgport/runtime/core.h>
 
+#include <atomic>
 #include <cstdint>
+#include <iosfwd>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace msgport::io {
 
@@ -62,20 +65,35 @@ class DevicePort final : public Port, public Core::Device {
 
   Core& core() const noexcept { return core_; }
 
-  // What this port did. Plain counters, written by the port's core: read them there.
+  // What this port did. Plain counters, written by the port's core: read them there, or take
+  // them with the core's snapshot (Runtime::snapshot(core), which lists them by these names).
+  // Printable: to_string(), operator<<.
   struct Counters {
-    std::uint64_t inline_done = 0;  // completed by the agent at once, without the ring
+    std::uint64_t inline_done = 0;  // sync: completed by the agent at once, without the ring
+    std::uint64_t async = 0;        // taken (kAsync): went to the ring, or to its backlog first
+    std::uint64_t refused = 0;      // answered at once without trying: sent from another thread
+                                    // (-EXDEV), its core stopping (-ECANCELED), an operation the
+                                    // kernel lacks (-EOPNOTSUPP)
     std::uint64_t submitted = 0;    // operations submitted to the ring (resubmissions included)
     std::uint64_t completed = 0;    // replies after the ring's completions
     std::uint64_t backlogged = 0;   // waited in the backlog for a full submission queue
-    std::uint64_t cancelled = 0;    // async cancels sent (aborts)
+    std::uint64_t aborted = 0;      // abort_msg on a message it held: taken out of the backlog
+                                    // (replied -ECANCELED at once) or an async cancel sent
+    std::uint64_t cancelled = 0;    // async cancels sent (aborts of operations in the kernel)
     std::uint64_t timed_out = 0;    // replies -ETIMEDOUT by a linked timeout
+    std::uint64_t replied = 0;      // replies to the messages it took: completed, plus those
+                                    // replied from the backlog (aborted, or the core stopping);
+                                    // async - replied are in flight
     std::string to_string() const;
   };
-  Counters counters() const noexcept { return counters_; }
+  Counters counters() const noexcept;
 
-  // The io_uring operations this kernel supports that the port uses, e.g. "send_zc recv_multishot"
-  // (probed once, at creation).
+  // The io_uring features the port probed at creation, on or off (in the core's snapshot too):
+  //   send_zc, socket, link_timeout, async_cancel   the kernel's opcode probe;
+  //   accept_multishot, recv_multishot, buf_ring    the probe lists opcodes, not their flags, so
+  //       these are inferred from an opcode of the same kernel release: IORING_OP_SOCKET (5.19:
+  //       multishot accept, provided buffer rings), IORING_OP_SEND_ZC (6.0: multishot recv).
+  // features() lists the ones on, e.g. "send_zc socket accept_multishot ...".
   const std::string& features() const noexcept { return features_; }
   bool supports(IoOp op) const noexcept;
 
@@ -99,6 +117,7 @@ class DevicePort final : public Port, public Core::Device {
   void completed(IoMsg& m) noexcept;
   void flush() noexcept override;
   void drain() noexcept override;
+  void report(CoreSnapshot& s) const override;
 
   Core& core_;
   std::unique_ptr<BufferRing> ring_;
@@ -107,8 +126,13 @@ class DevicePort final : public Port, public Core::Device {
   bool draining_ = false;
   std::uint64_t unsupported_ = 0;  // IoOp bits the kernel lacks
   std::string features_;
+  std::vector<CoreSnapshot::Feature> probed_;
   Counters counters_;
+  // -EXDEV refusals, counted on the sender's thread (not the port's core): several writers.
+  std::atomic<std::uint64_t> refused_elsewhere_{0};
 };
+
+std::ostream& operator<<(std::ostream& os, const DevicePort::Counters& c);
 
 // The calling core's device port (DevicePort::current()).
 inline DevicePort& device_port() { return DevicePort::current(); }

@@ -26,6 +26,10 @@
 // Destruction: queued requests are replied -ECANCELED, queued replies are let go, and a parked
 // owner is woken with nullptr (cancel_all).
 //
+// Counters (ports/port_counters.h): counters() is a snapshot of what the port did — async,
+// queued, refused, aborted, cancelled, replies — readable from any thread. Each is bumped under the
+// port's lock (QueuePort) or on its one context (LocalPort): no read-modify-write on the way.
+//
 // Held locally: a LocalPort sent to on its own context marks the message kHeldLocally, held on
 // that context; its sender may then park with a plain store (ports/ops.h), and a reply from any
 // other thread is finished on that context (Context::post_reply).
@@ -34,6 +38,7 @@
 #include <msgport/ports/context.h>
 #include <msgport/ports/msg_queue.h>
 #include <msgport/ports/port.h>
+#include <msgport/ports/port_counters.h>
 #include <msgport/ports/spin_lock.h>
 
 #include <atomic>
@@ -103,6 +108,9 @@ class alignas(16) BasicQueuePort : public Port {
   // Requests the owner has taken and not yet replied or forwarded (a port that tracks them).
   std::size_t taken() const noexcept { return taken_.size(); }
 
+  // What the port did (ports/port_counters.h); from any thread.
+  PortCounters counters() const noexcept { return counts_.read(); }
+
  protected:
   // A port that belongs to one context from the start and keeps a list of the requests its
   // owner has taken (MsgQueue::kTaken): its owner must take and answer them on that context.
@@ -116,6 +124,13 @@ class alignas(16) BasicQueuePort : public Port {
   }
   // The taken request at address m, or nullptr (on the owner's context; MsgQueue::find).
   Message* taken_at(const void* m) noexcept { return taken_.find(m); }
+  // The counter words. Subclasses bump one with count() (under the port's lock), or directly
+  // where they say which lock or context keeps that counter single-writer.
+  detail::PortCounts& counts() noexcept { return counts_; }
+  void count(detail::Count detail::PortCounts::*which, std::uint64_t n = 1) noexcept {
+    std::lock_guard lock(lock_);
+    (counts_.*which).bump(n);
+  }
   // A word subclasses may set once, before the port is shared, and read from any thread: it
   // sits on the first cache line, which senders read and the owner does not write.
   std::uint64_t route_ = 0;
@@ -148,6 +163,9 @@ class alignas(16) BasicQueuePort : public Port {
   Message** owner_slot_ = nullptr;
   std::atomic<bool> closed_{false};   // written under lock_; read without it by closed()
   MsgQueue taken_{MsgQueue::kTaken};  // the owner's; touched on its context only
+  // Bumped under lock_ (for a single-context port: on its context), except `sync`, which the
+  // base never bumps (SerializedPort does, under its serializer).
+  detail::PortCounts counts_;
 };
 
 extern template class BasicQueuePort<SpinLock>;

@@ -5,7 +5,8 @@
 // with wait_msg. (A message with no reply port at all behaves the same.)
 // ReplyPort:     replies queue in order; the sender collects them with wait_port (any reply)
 //                or wait_msg (one message). Thread-safe: replies may come from any thread.
-// Both refuse messages sent to them with -EOPNOTSUPP. See also CallbackReplyPort
+// Both refuse messages sent to them with -EOPNOTSUPP. ReplyPort counts what came back
+// (counters().replies, ports/port_counters.h). See also CallbackReplyPort
 // (ports/callback_port.h), which runs a function per reply.
 #pragma once
 

@@ -24,6 +24,11 @@
 //     carried out), the failure is counted (failures()) and reported on stderr with the
 //     exception's what(), and serve() goes on with the next message.
 //
+// Counters (counters(), ports/port_counters.h, from any thread): `sync` counts messages F ran
+// inline in the sender's context (counted under the serializer); async / queued those that went
+// to the queue for serve(); refused, aborted, cancelled as on any QueuePort; replies those that
+// came back here (only completed). failures() counts what F threw for in serve().
+//
 // Someone must serve: a message that finds the serializer busy (or others waiting) stays queued
 // until serve() runs — it is served as soon as it does, in order — or until the port is
 // destroyed, which replies every queued message -ECANCELED (nothing is lost, but a sender waits
@@ -54,10 +59,17 @@ class SerializedPort final : public QueuePort {
   explicit SerializedPort(F work) : work_(std::move(work)) {}
 
   int begin_msg(Message& m) override {
-    if (closed()) return -ECANCELED;
+    if (closed()) {
+      count(&detail::PortCounts::refused);
+      return -ECANCELED;
+    }
     if (pending_.load(std::memory_order_acquire) == 0 && serializer_.try_lock()) {
       Held held(serializer_);  // released also when F throws
-      if (pending_.load(std::memory_order_acquire) == 0) return work_(m);
+      if (pending_.load(std::memory_order_acquire) == 0) {
+        int r = work_(m);
+        counts().sync.bump();  // single writer: the serializer's holder
+        return r;
+      }
     }
     pending_.fetch_add(1, std::memory_order_acq_rel);
     int r = QueuePort::begin_msg(m);
@@ -67,7 +79,10 @@ class SerializedPort final : public QueuePort {
 
   // Not a reply queue: serve() takes requests only. A reply coming back here only completes the
   // message (and wakes a wait_msg on it), as a null reply port would.
-  void put_reply(Message& m) noexcept override { detail::complete(m); }
+  void put_reply(Message& m) noexcept override {
+    count(&detail::PortCounts::replies);
+    detail::complete(m);
+  }
 
   bool remove_queued(Message& m, bool reply) noexcept override {
     bool removed = QueuePort::remove_queued(m, reply);

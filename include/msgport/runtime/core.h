@@ -40,15 +40,18 @@
 #include <msgport/runtime/chrono.h>
 #include <msgport/runtime/port_table.h>
 #include <msgport/runtime/spsc_ring.h>
+#include <msgport/runtime/thread_port.h>
 
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
 #include <deque>
+#include <iosfwd>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -115,6 +118,60 @@ struct CoreCounters {
 
   std::string to_string() const;
 };
+
+std::ostream& operator<<(std::ostream& os, const CoreCounters& c);
+
+// All of one core's counters at one moment, and the io_uring features it runs with
+// (Core::snapshot(), Runtime::snapshot(core)). Taken on the core itself, so it is consistent:
+// nothing on that core ran while it was taken.
+struct CoreSnapshot {
+  int core = -1;
+  int cpu = -1;
+  std::string ring;  // how its io_uring was set up, as Core::ring_features() says
+
+  // An io_uring feature, on or off. The core reports its ring's setup flags (single_issuer,
+  // defer_taskrun, coop_taskrun, registered_ring_fd), the kernel's feature bits it relies on
+  // (nodrop, ext_arg, cqe_skip, fast_poll) and msg_ring; the device port, once it exists, the
+  // operations it probed (io/device_port.h: send_zc, accept_multishot, recv_multishot, buf_ring,
+  // link_timeout, async_cancel, ...).
+  struct Feature {
+    std::string name;
+    bool on = false;
+  };
+  std::vector<Feature> features;
+
+  CoreCounters counters;  // the core's own
+
+  // The thread ports living on this core: one per lightweight thread whose home it is and that
+  // has not ended.
+  struct Thread {
+    int id = 0;                  // the thread's id (as in stop's reports)
+    ThreadPort::Counters port;   // its port's counters
+    std::size_t queued_now = 0;  // requests waiting in its queue now
+    std::size_t taken_now = 0;   // requests it has taken and not answered now
+  };
+  std::vector<Thread> threads;
+
+  // The core's device port (io/device_port.h) once it has been created on that core (the first
+  // io::device_port() there): its name and counters, in order. Empty before.
+  std::string device;
+  struct Counter {
+    std::string name;
+    std::uint64_t value = 0;
+  };
+  std::vector<Counter> device_counters;
+
+  // Is feature `name` listed and on?
+  bool has(std::string_view name) const noexcept;
+  // A device counter by name; 0 when there is none.
+  std::uint64_t device_counter(std::string_view name) const noexcept;
+
+  // Several lines: "core 1 (cpu 1): <counters>", "  io_uring: <setup>; name=on name=off ...",
+  // "  device: <counters>", then "  thread <id>: <port counters> now queued=.. taken=..".
+  std::string to_string() const;
+};
+
+std::ostream& operator<<(std::ostream& os, const CoreSnapshot& s);
 
 // How a core wakes a sleeping core.
 enum class WakeMode {
@@ -185,6 +242,13 @@ class Core final : public Context {
 
   CoreCounters counters() const;
 
+  // All of this core's counters and features at once (CoreSnapshot): its own, its device
+  // port's and those of the thread ports living here. On this core's thread (a lightweight
+  // thread here), or on any thread once the core has stopped and been sealed by stop();
+  // elsewhere it throws std::logic_error. From a plain thread while the core runs, use
+  // Runtime::snapshot(core), which takes it here.
+  CoreSnapshot snapshot();
+
   // The ring, for device ports (io/): submissions from this core's thread only. A CQE whose
   // user_data is a CqeHandler* is passed to it.
   io_uring* ring() noexcept { return &ring_; }
@@ -211,6 +275,8 @@ class Core final : public Context {
   struct Device {
     virtual void flush() noexcept = 0;
     virtual void drain() noexcept = 0;
+    // Adds the device's counters and features to a snapshot (on this core's thread).
+    virtual void report(CoreSnapshot& s) const = 0;
     virtual ~Device() = default;
     // Set by the device while it holds work that only flush() sends: the loop calls flush() at
     // its submit only then (the common turn has nothing in a backlog).
@@ -295,6 +361,11 @@ class Core final : public Context {
   bool eventfd_armed_ = false;
   std::uint64_t io_in_flight_ = 0;
   std::string ring_features_;
+  // Set on the core's thread before start() returns, constant after: readable anywhere.
+  unsigned setup_flags_ = 0;      // IORING_SETUP_* the ring was created with
+  unsigned kernel_features_ = 0;  // IORING_FEAT_* the kernel reported
+  bool registered_fd_ = false;    // io_uring_register_ring_fd succeeded
+  bool msg_ring_ = false;         // the kernel has IORING_OP_MSG_RING
   std::unique_ptr<Device> device_;
 
   std::vector<CoreTimer*> timers_;

@@ -256,9 +256,20 @@ class Runtime {
 
   void stop(StopMode mode = StopMode::kDrain);
 
-  // Counters of every core, and a readable dump of them.
+  // Counters of every core, and a readable dump of them (with each core's io_uring setup).
+  // From any thread.
   std::vector<CoreCounters> counters() const;
   std::string dump_counters() const;
+
+  // All of core `core`'s counters and features at once (Core::snapshot: its own, its device
+  // port's, its thread ports'), taken on that core: from a plain thread it is carried there and
+  // back (blocking until the core gets to it; a stopped core's is taken here). On that core
+  // itself it is taken at once; on another core it throws std::logic_error (blocking would stall
+  // this core: co_await migrate_to(rt.core(i)) and call Core::snapshot() there). Throws
+  // std::out_of_range for a core that does not exist.
+  CoreSnapshot snapshot(int core);
+  // Every core's, printed one after the other (from a plain thread).
+  std::string dump_snapshots();
 
  private:
   friend class Core;

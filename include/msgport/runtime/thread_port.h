@@ -22,11 +22,13 @@
 // forward it.
 #pragma once
 
+#include <msgport/ports/port_counters.h>
 #include <msgport/ports/queue_port.h>
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <string>
 
 namespace msgport {
@@ -59,27 +61,30 @@ class ThreadPort final : public BasicQueuePort<OwnedLock> {
   // handle, so that entries still on their way are refused without touching this port.
   void end() noexcept;
 
-  // What this port did with the messages sent to it. Counted on the owning core (refused also on
-  // senders' cores); readable from anywhere, a snapshot.
-  struct Counters {
+  // What this port did with the messages sent to it: the counters of every queueing port
+  // (ports/port_counters.h: sync is always 0 here, async, queued, refused, aborted, cancelled,
+  // replies) and where the requests came from. Counted on the owning core (a refusal also on a
+  // sender's core, when the owning core has stopped); readable from anywhere, a snapshot.
+  struct Counters : PortCounters {
     std::uint64_t begun_local = 0;       // sent from its own core: the agent ran in the sender's
                                          // context, inline
     std::uint64_t begun_cross_core = 0;  // sent from another core (or a plain thread): carried
                                          // over by the runtime and begun on the owning core
-    std::uint64_t queued = 0;            // of those begun, waited in the queue (the thread was
-                                         // busy); the rest went straight to the waiting thread
-    std::uint64_t refused = 0;           // answered -ECANCELED at once: the port was closed,
-                                         // its core had stopped, or the sender had already
-                                         // aborted the message (not counted: sends still in a
-                                         // ring when the runtime stopped, which the stopping
-                                         // core replies -ECANCELED itself)
+    // queued: of those begun, waited in the queue (the thread was busy); the rest went straight
+    // to the waiting thread. refused: answered -ECANCELED at once: the port was closed, its core
+    // had stopped, or the sender had already aborted the message (not counted: sends still in a
+    // ring when the runtime stopped, which the stopping core replies -ECANCELED itself).
+    // aborted: queued requests an abort took out, from any core.
 
     std::string to_string() const;
   };
   Counters counters() const noexcept {
-    return {begun_local_.load(std::memory_order_relaxed),
-            begun_cross_core_.load(std::memory_order_relaxed),
-            queued_.load(std::memory_order_relaxed), refused_.load(std::memory_order_relaxed)};
+    Counters c;
+    static_cast<PortCounters&>(c) = BasicQueuePort<OwnedLock>::counters();
+    c.refused += refused_elsewhere_.load(std::memory_order_relaxed);
+    c.begun_local = begun_local_.get();
+    c.begun_cross_core = begun_cross_core_.get();
+    return c;
   }
 
  private:
@@ -91,15 +96,15 @@ class ThreadPort final : public BasicQueuePort<OwnedLock> {
   // On the owning core: an abort for send `send` of the message at address m, if it is still
   // queued here (found by address, read only once found).
   void abort_queued(const void* m, std::uint32_t send) noexcept;
-  static void bump(std::atomic<std::uint64_t>& c) noexcept {
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
-  }
-  std::atomic<std::uint64_t> begun_local_{0};
-  std::atomic<std::uint64_t> begun_cross_core_{0};
-  std::atomic<std::uint64_t> queued_{0};
-  std::atomic<std::uint64_t> refused_{0};  // more than one writer: fetch_add
-  bool ended_ = false;                     // end() ran: the handle is retired
+  // Bumped on the owning core only (detail::Count: one writer).
+  detail::Count begun_local_;
+  detail::Count begun_cross_core_;
+  // Refusals on senders' cores (the owning core had stopped): several writers, a fetch_add.
+  std::atomic<std::uint64_t> refused_elsewhere_{0};
+  bool ended_ = false;  // end() ran: the handle is retired
   std::function<void(Message&)> on_abort_;
 };
+
+std::ostream& operator<<(std::ostream& os, const ThreadPort::Counters& c);
 
 }  // namespace msgport

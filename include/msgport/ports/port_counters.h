@@ -61,9 +61,10 @@ class Count {
   std::atomic<std::uint64_t> v_{0};
 };
 
-// A port's counter words; read() takes the snapshot.
+// A port's counter words; read() takes the snapshot. The ones bumped per message come first,
+// so that they share a cache line with the port's queue state.
 struct PortCounts {
-  Count sync, async, queued, refused, aborted, cancelled, replies;
+  Count async, queued, replies, sync, refused, aborted, cancelled;
 
   PortCounters read() const noexcept {
     return {sync.get(),    async.get(),     queued.get(), refused.get(),

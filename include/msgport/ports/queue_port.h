@@ -161,11 +161,12 @@ class alignas(16) BasicQueuePort : public Port {
   MsgQueue queue_;
   Waiter* owner_ = nullptr;
   Message** owner_slot_ = nullptr;
-  std::atomic<bool> closed_{false};   // written under lock_; read without it by closed()
-  MsgQueue taken_{MsgQueue::kTaken};  // the owner's; touched on its context only
+  std::atomic<bool> closed_{false};  // written under lock_; read without it by closed()
   // Bumped under lock_ (for a single-context port: on its context), except `sync`, which the
-  // base never bumps (SerializedPort does, under its serializer).
+  // base never bumps (SerializedPort does, under its serializer). Next to the queue state the
+  // same messages write: no other cache line is touched for them.
   detail::PortCounts counts_;
+  MsgQueue taken_{MsgQueue::kTaken};  // the owner's; touched on its context only
 };
 
 extern template class BasicQueuePort<SpinLock>;

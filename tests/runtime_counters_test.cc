@@ -306,13 +306,15 @@ TEST(CoreSnapshot, SnapshotsWhileMessagesFlowAreConsistentPerPort) {
     while (Message* m = co_await wait_port(self.port())) reply_msg(*m, 0);
   });
   std::atomic<bool> done{false};
-  auto client = rt.spawn(0, [&done](ThreadPort& to) -> Task<void> {
+  // The flag is a parameter: a coroutine lambda called at once must not capture (its closure
+  // is gone when it first suspends).
+  auto client = rt.spawn(0, [](ThreadPort& to, std::atomic<bool>& done) -> Task<void> {
     for (int i = 0; i < testing::stress(20000, 2000); ++i) {
       ValueMsg m;
       co_await do_msg(to, m);
     }
     done.store(true);
-  }(server.port()));
+  }(server.port(), done));
   std::uint64_t last = 0;
   while (!done.load()) {
     CoreSnapshot s = rt.snapshot(1);

@@ -25,6 +25,7 @@
 #include <msgport/ports/msg_queue.h>
 #include <msgport/ports/ops.h>
 #include <msgport/ports/port.h>
+#include <msgport/ports/port_counters.h>
 #include <msgport/ports/ports.h>
 #include <msgport/ports/queue_port.h>
 #include <msgport/ports/reply_ports.h>
@@ -34,6 +35,7 @@
 #include <msgport/ports/task.h>
 #include <msgport/ports/thread_waiter.h>
 #include <msgport/runtime/channel.h>
+#include <msgport/runtime/chrono.h>
 #include <msgport/runtime/core.h>
 #include <msgport/runtime/gate.h>
 #include <msgport/runtime/migrate.h>

@@ -233,6 +233,9 @@ int DevicePort::begin_msg(Message& msg) {
     bump(counters_.inline_done);
     return result;
   }
+  // The sender is on this core, and the completion replies here: held locally, the sender
+  // parks and the reply completes with plain stores (ports/ops.h).
+  detail::hold_locally(m, detail::MsgAccess::state(m).load(std::memory_order_relaxed), &core_);
   // Behind what already waits for room, in order.
   bump(counters_.async);
   if (!backlog_.empty() || !submit(m)) {

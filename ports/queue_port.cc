@@ -82,16 +82,9 @@ int BasicQueuePort<Lock>::begin_msg(Message& m) {
       return -ECANCELED;
     }
     if constexpr (kSingleContext<Lock>) {
-      // Sent straight here by a sender on this port's context (a LocalPort has no other), not
-      // forwarded from elsewhere: nothing off this context can reach it now. Only the sender's
-      // thread touches the state word at this point, so a plain store will do.
-      // (A message already held locally elsewhere, or marked forwarded, was forwarded here: it
-      // keeps its mark. A plain thread has no context to hold it on.)
-      Context* here = Context::current();
-      if (!(s & (detail::kForwarded | detail::kHeldLocally)) && here != nullptr) {
-        MsgAccess::held_on(m) = here;
-        state.store(s | detail::kHeldLocally, std::memory_order_relaxed);
-      }
+      // Sent straight here by a sender on this port's context (a LocalPort has no other):
+      // nothing off this context can reach it now.
+      detail::hold_locally(m, s, Context::current());
     }
     counts_.async.bump();
     owner = deliver_locked(m);

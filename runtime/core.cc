@@ -336,7 +336,15 @@ void Core::schedule(std::coroutine_handle<> h) noexcept {
 
 void Core::post(CoWaiter& w) noexcept { deliver(CoreEntry(&w, CoreEntry::kResumeWaiter)); }
 
-void Core::post_reply(Message& m) noexcept { deliver(CoreEntry(&m, CoreEntry::kFinishReply)); }
+void Core::post_reply(Message& m) noexcept {
+  if (current_ == this && Context::current() != this) {
+    // On this core's thread after its loop ended (its device port draining at stop): the loop
+    // will not run again, so the reply is finished here, with no waiter resumed.
+    detail::finish_posted_reply(m, /*context_stopped=*/true);
+    return;
+  }
+  deliver(CoreEntry(&m, CoreEntry::kFinishReply));
+}
 
 void Core::deliver(const CoreEntry& e) noexcept {
   Core* from = current_;

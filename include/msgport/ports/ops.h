@@ -132,6 +132,18 @@ inline bool complete_elsewhere(Message& m) noexcept {
   return true;
 }
 
+// A single-context agent (a LocalPort, a core's device port) taking m from a sender on its own
+// context `here`: marks m held there, so that the sender parks, and the reply completes, with
+// plain stores (park, complete_from). Only the sender's thread touches the state word at this
+// point, so a plain store marks it. A message already held locally elsewhere, or marked
+// forwarded, was forwarded here: it keeps its mark. A plain thread has no context to hold it on.
+inline void hold_locally(Message& m, std::uint32_t s, Context* here) noexcept {
+  if (!(s & (kForwarded | kHeldLocally)) && here != nullptr) {
+    MsgAccess::held_on(m) = here;
+    MsgAccess::state(m).store(s | kHeldLocally, std::memory_order_relaxed);
+  }
+}
+
 // Completes m (result already stored) and continues a waiter parked on it, if any.
 //
 // Fast path: if the sender is already parked and its home is the replier's own context, nothing

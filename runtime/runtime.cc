@@ -110,6 +110,29 @@ void Runtime::start_thread(std::shared_ptr<detail::LwStateBase> st, detail::LwRu
   st->core().schedule(runner.handle);
 }
 
+void Runtime::cancel_thread(std::shared_ptr<detail::LwStateBase> st) {
+  // Carried to the thread's core like any cross-core entry; it keeps the thread's state alive
+  // until it has run. There it ends the wait the thread is parked in, if the thread still runs
+  // (a thread that ended, or was destroyed by stop, has no wait registered). A core that has
+  // stopped runs the call on this thread instead (Core::deliver): it does nothing then.
+  struct CancelCall : CoreCall {
+    std::shared_ptr<detail::LwStateBase> thread;
+  };
+  auto* call = new CancelCall;
+  call->thread = std::move(st);
+  call->fn = [](CoreCall* c) noexcept {
+    std::unique_ptr<CancelCall> self(static_cast<CancelCall*>(c));
+    detail::LwStateBase& t = *self->thread;
+    if (Core::current() != &t.core() || !t.runner) return;
+    // Its port first: queued requests are replied -ECANCELED, later ones refused, and wait_port
+    // on it returns nullptr. Then the wait it is parked in, if any, ends.
+    t.port().cancel_queued();
+    t.cancellation().interrupt();
+  };
+  Core& home = call->thread->core();
+  home.deliver(CoreEntry(call, CoreEntry::kCall));
+}
+
 // On the thread's own core, when its task has returned or thrown.
 void Runtime::thread_ended(detail::LwStateBase& st) noexcept {
   st.runner = nullptr;

@@ -33,7 +33,11 @@ class [[nodiscard]] IoCall {
     if (r != kAsync) detail::finish_inline(msg_, r);
     return wait_.await_ready();
   }
-  bool await_suspend(std::coroutine_handle<> h) noexcept { return wait_.await_suspend(h); }
+  // Typed: a lightweight thread's cancellation reaches the message (DoMsg).
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    return wait_.await_suspend(h);
+  }
   int await_resume() noexcept { return wait_.await_resume(); }
 
   // The message, before it is awaited (a deadline, say: call(...).with_timeout(d) is shorter).

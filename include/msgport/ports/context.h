@@ -23,6 +23,7 @@
 // indirect call. Nothing here allocates.
 #pragma once
 
+#include <atomic>
 #include <climits>
 #include <coroutine>
 #include <cstdint>
@@ -167,5 +168,69 @@ class CoWaiter final : public Waiter {
 };
 
 inline void Context::post(CoWaiter& w) noexcept { schedule(w.handle()); }
+
+class Cancellation;
+// The Cancellation a suspending coroutine runs under: its promise's `cancellation` member (a
+// Task's: ports/task.h), or nullptr for a promise without one.
+template <class P>
+Cancellation* cancellation_of(std::coroutine_handle<P> h) noexcept {
+  if constexpr (requires { h.promise().cancellation; }) {
+    return h.promise().cancellation;
+  } else {
+    return nullptr;
+  }
+}
+
+// The cancellation of a unit of work whose coroutines run on one home context (the runtime's
+// lightweight thread: JoinHandle::cancel()). Any thread may request it; the awaitables of
+// ports/ops.h, ports/queue_port.h and the runtime then stop waiting (each documents how).
+//
+// A Task coroutine knows the Cancellation it runs under (its promise carries it, and passes it
+// to every Task it co_awaits); the awaitables that honour it read it from the promise when they
+// are about to park (cancellation_of(h) in await_suspend): an await that completes at once never
+// looks at it.
+// One that parks on the home context registers how to interrupt it (enter_wait); the canceller,
+// on the home context after request(), calls interrupt() to end that wait. Registration and
+// interrupt happen on the home context only, so they need no atomics; a coroutine parked
+// elsewhere (a thread that migrated) is not interrupted, but sees requested() at its next await.
+class Cancellation {
+ public:
+  using Interrupt = void (*)(void* arg) noexcept;
+
+  explicit Cancellation(Context* home = nullptr) noexcept : home_(home) {}
+  Cancellation(const Cancellation&) = delete;
+  Cancellation& operator=(const Cancellation&) = delete;
+
+  // Any thread. Acquires what the canceller wrote before request().
+  bool requested() const noexcept { return requested_.load(std::memory_order_acquire); }
+  // Any thread: true the first time only.
+  bool request() noexcept { return !requested_.exchange(true, std::memory_order_acq_rel); }
+
+  Context* home() const noexcept { return home_; }
+
+  // An awaitable about to park: how to interrupt it. Registered only on the home context (the
+  // return says whether it was); the awaitable calls leave_wait() once it runs again.
+  bool enter_wait(Interrupt fn, void* arg) noexcept {
+    if (Context::current() != home_) return false;
+    interrupt_ = fn;
+    arg_ = arg;
+    return true;
+  }
+  void leave_wait() noexcept { interrupt_ = nullptr; }
+
+  // On the home context: end the registered wait, if any. The interrupt may resume the waiting
+  // coroutine inline; nothing here touches the registration after calling it.
+  void interrupt() noexcept {
+    Interrupt fn = interrupt_;
+    interrupt_ = nullptr;
+    if (fn != nullptr) fn(arg_);
+  }
+
+ private:
+  std::atomic<bool> requested_{false};
+  Context* home_;
+  Interrupt interrupt_ = nullptr;  // the home context's
+  void* arg_ = nullptr;
+};
 
 }  // namespace msgport

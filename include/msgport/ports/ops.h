@@ -228,6 +228,8 @@ inline bool collect(Message& m, Waiter& w) noexcept {
 
 // ---- Sender side -------------------------------------------------------------------------------
 
+void abort_msg(Message& m) noexcept;
+
 // The awaitable of do_msg. do_msg(port, m) begins the message when it is called (the agent runs
 // then); awaiting the result does not suspend when the agent acted at once, and parks the
 // coroutine on m otherwise.
@@ -235,31 +237,52 @@ inline bool collect(Message& m, Waiter& w) noexcept {
 // A coroutine destroyed while parked here (a cancelled thread's frame) takes its message back if
 // it is still queued at its holder, and otherwise says on stderr that the holder still has it
 // (detail::abandon): that holder must not reply into the freed frame.
+//
+// Cancellation (in a Task under one: a lightweight thread's JoinHandle::cancel()): a message that
+// is not done when the await would park is aborted (abort_msg) before parking, once cancellation
+// has been requested; one already parked on is aborted when the cancel arrives. The await still
+// returns its reply: -ECANCELED if the holder cancelled it, its own result if it finished first
+// (or if it is not kMsgAbortable and the holder ignores the request). do_msg begins the message
+// when called, before the await can tell which thread awaits it: a cancelled thread's do_msg is
+// begun, and its await does not park quietly.
 class [[nodiscard]] DoMsg {
  public:
   explicit DoMsg(Message& m) noexcept : m_(m) {}
   DoMsg(const DoMsg&) = delete;
   DoMsg& operator=(const DoMsg&) = delete;
   ~DoMsg() {
-    if (parked_) [[unlikely]]
+    if (parked_) [[unlikely]] {
+      if (watching_) cancel_->leave_wait();
       detail::abandon(m_);
+    }
   }
 
   bool await_ready() const noexcept { return m_.done(); }
-  bool await_suspend(std::coroutine_handle<> h) noexcept {
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
     waiter_.arm(h);
+    if (Cancellation* c = cancellation_of(h)) return park_watched(c);
     parked_ = detail::park(m_, waiter_);
     return parked_;
   }
   int await_resume() noexcept {
     parked_ = false;
+    if (watching_) {
+      watching_ = false;
+      cancel_->leave_wait();
+    }
     return m_.result();
   }
 
  private:
+  static void on_cancel(void* self) noexcept { abort_msg(static_cast<DoMsg*>(self)->m_); }
+  bool park_watched(Cancellation* c) noexcept;
+
   Message& m_;
   CoWaiter waiter_;
+  Cancellation* cancel_ = nullptr;
   bool parked_ = false;
+  bool watching_ = false;
 };
 
 template <PortType P>
@@ -288,15 +311,17 @@ void send_msg(P& port, Message& m) {
 }
 
 // The awaitable of wait_msg.
-// Destroyed while parked: as DoMsg.
+// Destroyed while parked, and under cancellation: as DoMsg.
 class [[nodiscard]] WaitMsg {
  public:
   explicit WaitMsg(Message& m) noexcept : m_(m) {}
   WaitMsg(WaitMsg&& other) noexcept : m_(other.m_) {}  // before it is awaited (JoinHandle)
   WaitMsg& operator=(const WaitMsg&) = delete;
   ~WaitMsg() {
-    if (parked_) [[unlikely]]
+    if (parked_) [[unlikely]] {
+      if (watching_) cancel_->leave_wait();
       detail::abandon(m_);
+    }
   }
 
   // Ready when done with no reply port to collect it from; a reply to a port is collected in
@@ -305,20 +330,38 @@ class [[nodiscard]] WaitMsg {
     MSGPORT_CHECK_RULE(m_.flags() & kMsgInFlight, "wait_msg: waiting on a message nobody sent");
     return m_.done() && !detail::replies_to_a_port(m_);
   }
-  bool await_suspend(std::coroutine_handle<> h) noexcept {
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
     waiter_.arm(h);
+    cancel_ = cancellation_of(h);
+    if (cancel_ != nullptr && !m_.done()) {
+      if (cancel_->requested()) abort_msg(m_);
+      if (detail::park(m_, waiter_)) {
+        parked_ = true;
+        watching_ = cancel_->enter_wait(&on_cancel, this);
+        return true;
+      }
+    }
     parked_ = detail::park(m_, waiter_) || detail::collect(m_, waiter_);
     return parked_;
   }
   int await_resume() noexcept {
     parked_ = false;
+    if (watching_) {
+      watching_ = false;
+      cancel_->leave_wait();
+    }
     return m_.result();
   }
 
  private:
+  static void on_cancel(void* self) noexcept { abort_msg(static_cast<WaitMsg*>(self)->m_); }
+
   Message& m_;
   CoWaiter waiter_;
+  Cancellation* cancel_ = nullptr;
   bool parked_ = false;
+  bool watching_ = false;
 };
 
 inline WaitMsg wait_msg(Message& m) noexcept { return WaitMsg(m); }
@@ -330,6 +373,17 @@ inline bool check_msg(const Message& m) noexcept { return m.done(); }
 void abort_msg(Message& m) noexcept;
 
 bool drop_msg(Message& m) noexcept;
+
+// DoMsg's park under a cancellation (see DoMsg).
+inline bool DoMsg::park_watched(Cancellation* c) noexcept {
+  cancel_ = c;
+  if (c->requested()) abort_msg(m_);  // may reply at once: then park() declines
+  parked_ = detail::park(m_, waiter_);
+  // Parked: only a reply from another thread can resume it, later, on this context; so the
+  // registration below is in place before it runs again.
+  if (parked_) watching_ = cancel_->enter_wait(&on_cancel, this);
+  return parked_;
+}
 
 // ---- Agent side --------------------------------------------------------------------------------
 

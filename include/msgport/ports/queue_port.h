@@ -91,10 +91,14 @@ class alignas(16) BasicQueuePort : public Port {
   // *slot then holds the next message, or nullptr when the port is closed and empty.
   bool park_owner(Waiter& w, Message** slot) noexcept;
 
-  // The owner's waiter w goes away unwoken (its coroutine is destroyed): forget it.
-  void unpark_owner(Waiter& w) noexcept {
+  // The owner's waiter w goes away unwoken (its coroutine is destroyed, its deadline passed, its
+  // thread was cancelled): forget it. true: it was still parked, and the port will not wake it;
+  // false: the port has already handed it a message (or nullptr) and woken it, or is about to.
+  bool unpark_owner(Waiter& w) noexcept {
     std::lock_guard lock(lock_);
-    if (owner_ == &w) owner_ = nullptr;
+    if (owner_ != &w) return false;
+    owner_ = nullptr;
+    return true;
   }
 
   // Close, and answer everything: queued requests and every request the owner took and has not
@@ -180,6 +184,10 @@ class LocalPort : public BasicQueuePort<NullLock> {};
 // drained. Does not suspend when a message is already queued.
 // A coroutine destroyed while parked here (a cancelled thread's frame) takes itself off the port,
 // so the port never wakes a waiter that is gone.
+// Cancellation (in a Task under one: JoinHandle::cancel()): once it is requested wait_port
+// returns nullptr instead of parking (what is already queued is still returned; a cancelled
+// lightweight thread's own port is emptied and closed by the cancel, so there it is nullptr at
+// once); an owner parked here when the cancel arrives is resumed with nullptr.
 template <class Lock>
 class [[nodiscard]] WaitPort {
  public:
@@ -189,7 +197,10 @@ class [[nodiscard]] WaitPort {
   ~WaitPort() {
     // Still parked: the port never wrote the slot, so it still names this waiter (and is alive:
     // a port going away writes the slot of the owner it wakes).
-    if (got_ == parked()) port_.unpark_owner(waiter_);
+    if (got_ == parked()) {
+      if (watching_) cancel_->leave_wait();
+      port_.unpark_owner(waiter_);
+    }
   }
 
   // A thread port is waited on on its own core only: elsewhere this throws std::logic_error (a
@@ -205,18 +216,39 @@ class [[nodiscard]] WaitPort {
     got_ = port_.try_get();
     return got_ != nullptr;
   }
-  bool await_suspend(std::coroutine_handle<> h) noexcept {
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    cancel_ = cancellation_of(h);
+    if (cancel_ != nullptr && cancel_->requested()) return false;  // got_ is nullptr
     waiter_.arm(h);
     got_ = parked();  // overwritten by the port when it hands a message over or closes
-    return port_.park_owner(waiter_, &got_);
+    if (!port_.park_owner(waiter_, &got_)) return false;
+    if (cancel_ != nullptr) watching_ = cancel_->enter_wait(&on_cancel, this);
+    return true;
   }
-  Message* await_resume() const noexcept { return got_; }
+  Message* await_resume() noexcept {
+    if (watching_) {
+      watching_ = false;
+      cancel_->leave_wait();
+    }
+    return got_;
+  }
 
  private:
   static Message* parked() noexcept { return reinterpret_cast<Message*>(alignof(Message)); }
+  // On the owner's context: take the waiter off the port, unless the port already woke it.
+  static void on_cancel(void* arg) noexcept {
+    auto* self = static_cast<WaitPort*>(arg);
+    if (self->port_.unpark_owner(self->waiter_)) {
+      self->got_ = nullptr;
+      self->waiter_.wake(Wake::kScheduled);
+    }
+  }
   BasicQueuePort<Lock>& port_;
   CoWaiter waiter_;
   Message* got_ = nullptr;
+  Cancellation* cancel_ = nullptr;
+  bool watching_ = false;
 };
 
 template <class Lock>

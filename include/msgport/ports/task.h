@@ -19,6 +19,7 @@
 #pragma once
 
 #include <msgport/ports/check.h>
+#include <msgport/ports/context.h>
 #include <msgport/ports/thread_waiter.h>
 
 #include <coroutine>
@@ -36,6 +37,24 @@ template <class T = void>
 class Task;
 
 namespace detail {
+
+template <class T>
+struct TaskPromise;
+
+// co_await task.
+template <class T>
+struct TaskAwaiter {
+  std::coroutine_handle<TaskPromise<T>> h;
+  bool await_ready() noexcept { return h.done(); }
+  // The task runs under the awaiting coroutine's cancellation, if that has one.
+  template <class P>
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<P> awaiting) noexcept {
+    if (Cancellation* c = cancellation_of(awaiting)) h.promise().cancellation = c;
+    h.promise().continuation = awaiting;
+    return h;
+  }
+  T await_resume() { return h.promise().take(); }
+};
 
 // A promise base whose coroutine frames share no cache line with other allocations: a frame is
 // placed 48 bytes into a block 96 bytes larger (malloc's blocks are 16-byte aligned, and frame
@@ -55,6 +74,9 @@ struct LineIsolatedFrame {
 struct TaskPromiseBase : LineIsolatedFrame {
   std::coroutine_handle<> continuation;
   std::exception_ptr error;
+  // The cancellation this coroutine runs under (a lightweight thread's), or nullptr. A Task
+  // co_awaited from here runs under it too.
+  Cancellation* cancellation = nullptr;
 
   std::suspend_always initial_suspend() noexcept { return {}; }
 
@@ -122,6 +144,12 @@ class [[nodiscard]] Task {
   }
 
   bool valid() const noexcept { return static_cast<bool>(h_); }
+
+  // Runs the task under c (ports/context.h: Cancellation); a Task co_awaited from a Task
+  // inherits its awaiter's. The runtime sets a lightweight thread's.
+  void inherit_cancellation(Cancellation* c) noexcept {
+    if (h_) h_.promise().cancellation = c;
+  }
   // The coroutine frame (owned by this Task).
   std::coroutine_handle<> frame() const noexcept { return h_; }
   bool done() const noexcept { return h_ && h_.done(); }
@@ -142,17 +170,8 @@ class [[nodiscard]] Task {
 
   // co_await task: start it (if not started) and continue when it finishes.
   auto operator co_await() noexcept {
-    struct Awaiter {
-      Handle h;
-      bool await_ready() noexcept { return h.done(); }
-      std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
-        h.promise().continuation = awaiting;
-        return h;
-      }
-      T await_resume() { return h.promise().take(); }
-    };
     MSGPORT_CHECK_RULE(h_, "co_await on an empty Task");
-    return Awaiter{h_};
+    return detail::TaskAwaiter<T>{h_};
   }
 
   // co_await task.finished(): for a task that was start()ed and may be parked: continue when it
@@ -215,6 +234,42 @@ Detached drive(Task<T>& task, Waiter& done) {
   done.wake();
 }
 
+}  // namespace detail
+
+// co_await cancel_requested(): in a Task, whether the cancellation it runs under (a lightweight
+// thread's: JoinHandle::cancel()) has been requested. Never suspends; false outside one.
+class [[nodiscard]] CancelRequested {
+ public:
+  bool await_ready() const noexcept { return false; }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    c_ = cancellation_of(h);
+    return false;  // never suspends: the promise is all it wanted
+  }
+  bool await_resume() const noexcept { return c_ != nullptr && c_->requested(); }
+
+ private:
+  Cancellation* c_ = nullptr;
+};
+inline CancelRequested cancel_requested() noexcept { return {}; }
+
+namespace detail {
+// co_await detail::own_cancellation(): the Cancellation the awaiting Task runs under (when_all
+// passes it to the tasks it starts).
+class [[nodiscard]] OwnCancellation {
+ public:
+  bool await_ready() const noexcept { return false; }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    c_ = cancellation_of(h);
+    return false;
+  }
+  Cancellation* await_resume() const noexcept { return c_; }
+
+ private:
+  Cancellation* c_ = nullptr;
+};
+inline OwnCancellation own_cancellation() noexcept { return {}; }
 }  // namespace detail
 
 // Runs task to completion from a plain thread, blocking (without spinning) while it is parked,

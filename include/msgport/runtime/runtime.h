@@ -97,13 +97,19 @@ class LwThread {
   Core& core() const noexcept { return core_; }
   ThreadPort& port() noexcept { return port_; }
 
+  // Has JoinHandle::cancel() been called on this thread? (From its Tasks without `self`:
+  // co_await cancel_requested().)
+  bool cancel_requested() const noexcept { return cancellation_.requested(); }
+  Cancellation& cancellation() noexcept { return cancellation_; }
+
  protected:
-  explicit LwThread(Core& core) : core_(core), port_(core) {}
+  explicit LwThread(Core& core) : core_(core), port_(core), cancellation_(&core) {}
   ~LwThread() = default;
 
  private:
   Core& core_;
   ThreadPort port_;
+  Cancellation cancellation_;
 };
 
 namespace detail {
@@ -187,6 +193,15 @@ class JoinHandle {
     wait_msg_blocking(st_->exit);
     return take();
   }
+
+  // Cancel the thread (see "Cancelling a thread" at the top of this file). From any thread or
+  // core; idempotent; harmless once the thread has ended, or while it ends. Does not wait.
+  void cancel() const {
+    if (st_ == nullptr || !st_->cancellation().request()) return;
+    if (st_->exit.done()) return;  // ended: its core may be gone with the runtime
+    st_->rt->cancel_thread(st_);
+  }
+  bool cancel_requested() const noexcept { return st_ && st_->cancel_requested(); }
 
   // Let it run on its own; a failure will be reported on stderr.
   void detach() noexcept { st_.reset(); }
@@ -274,12 +289,15 @@ class Runtime {
  private:
   friend class Core;
   friend class detail::LwStateBase;
+  template <class>
+  friend class JoinHandle;
 
   template <class T, class Make>
   JoinHandle<T> spawn_with(int core_id, Make make) {
     Core& c = core(core_id);
     auto st = std::make_shared<detail::LwState<T>>(c);
     st->task = make(*st);
+    st->task.inherit_cancellation(&st->cancellation());
     start_thread(st, run<T>(st));
     return JoinHandle<T>(std::move(st));
   }
@@ -302,6 +320,8 @@ class Runtime {
   }
 
   void start_thread(std::shared_ptr<detail::LwStateBase> st, detail::LwRunner runner);
+  // JoinHandle::cancel(): interrupt the thread's wait on its own core.
+  void cancel_thread(std::shared_ptr<detail::LwStateBase> st);
   void thread_ended(detail::LwStateBase& st) noexcept;
   // Runs fn(thread) on each thread's own core (here, for a core that has stopped); returns once
   // all have run.

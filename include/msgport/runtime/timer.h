@@ -42,16 +42,23 @@
 
 namespace msgport {
 
+// Cancellation (in a Task under one: JoinHandle::cancel()): once it is requested a sleep returns
+// at once; a sleep under way when the cancel arrives ends then (its timer disarmed).
 class [[nodiscard]] SleepUntil {
  public:
   explicit SleepUntil(absl::Time when) noexcept { timer_.when = when; }
+  SleepUntil(const SleepUntil&) = delete;
+  SleepUntil& operator=(const SleepUntil&) = delete;
 
   // Checks the core first, so that a sleep with nothing left to wait also throws off a core.
   bool await_ready() {
     timer_.core = &detail::current_core_or_throw("sleep");
     return timer_.when <= absl::Now();
   }
-  void await_suspend(std::coroutine_handle<> h) {
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) {
+    cancel_ = cancellation_of(h);
+    if (cancel_ != nullptr && cancel_->requested()) return false;
     Core& core = *timer_.core;
     timer_.sleeper = h;
     timer_.fire = [](CoreTimer* t) noexcept {
@@ -59,15 +66,32 @@ class [[nodiscard]] SleepUntil {
       self->core->resume_here(self->sleeper);
     };
     core.arm(timer_);
+    if (cancel_ != nullptr) watching_ = cancel_->enter_wait(&on_cancel, this);
+    return true;
   }
-  void await_resume() const noexcept {}
+  void await_resume() noexcept {
+    if (watching_) {
+      watching_ = false;
+      cancel_->leave_wait();
+    }
+  }
 
  private:
+  // On the sleeper's core, while it sleeps. A timer that has fired has resumed the sleeper, or
+  // queued it to resume (a core holding back): then there is nothing to end.
+  static void on_cancel(void* arg) noexcept {
+    auto* self = static_cast<SleepUntil*>(arg);
+    if (self->timer_.heap_index == static_cast<std::size_t>(-1)) return;
+    self->timer_.core->disarm(self->timer_);
+    self->timer_.core->schedule(self->timer_.sleeper);
+  }
   struct Timer : CoreTimer {
     std::coroutine_handle<> sleeper;
     Core* core = nullptr;
   };
   Timer timer_;
+  Cancellation* cancel_ = nullptr;
+  bool watching_ = false;
 };
 
 inline SleepUntil sleep_until(absl::Time when) noexcept { return SleepUntil(when); }

@@ -7,7 +7,8 @@
 // each to finish, in order. Results come back as a tuple; a Task<void> gives std::monostate. If
 // tasks throw, the first one's exception (in argument order) is rethrown once all have finished.
 // The tasks run on the awaiting coroutine's core (to run work on other cores, spawn it and await
-// the JoinHandles). A do_msg is already concurrent: it begins when called, so
+// the JoinHandles). They run under the awaiting lightweight thread's cancellation (runtime.h). A
+// do_msg is already concurrent: it begins when called, so
 // `auto a = do_msg(p, m1); auto b = do_msg(q, m2); co_await a; co_await b;` overlaps the two.
 #pragma once
 
@@ -38,6 +39,9 @@ WhenAllSlot<T> take_slot(Task<T>& t) {
 
 template <class... Ts>
 Task<std::tuple<WhenAllSlot<Ts>...>> when_all(Task<Ts>... tasks) {
+  // The tasks run under the awaiting thread's cancellation, as a Task it co_awaits would.
+  Cancellation* cancellation = co_await detail::own_cancellation();
+  (tasks.inherit_cancellation(cancellation), ...);
   (tasks.start(), ...);
   (co_await tasks.finished(), ...);
   // Every task has finished: take the results; the first failure is rethrown.

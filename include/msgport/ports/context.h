@@ -188,11 +188,13 @@ Cancellation* cancellation_of(std::coroutine_handle<P> h) noexcept {
 // A Task coroutine knows the Cancellation it runs under (its promise carries it, and passes it
 // to every Task it co_awaits); the awaitables that honour it read it from the promise when they
 // are about to park (cancellation_of(h) in await_suspend): an await that completes at once never
-// looks at it.
-// One that parks on the home context registers how to interrupt it (enter_wait); the canceller,
-// on the home context after request(), calls interrupt() to end that wait. Registration and
-// interrupt happen on the home context only, so they need no atomics; a coroutine parked
-// elsewhere (a thread that migrated) is not interrupted, but sees requested() at its next await.
+// looks at it. One that parks on the home context registers how to interrupt it (a CancelWait;
+// several may wait at once: tasks under when_all); the canceller, on the home context after
+// request(), calls interrupt() to end them all. Registration and interrupt happen on the home
+// context only, so they need no atomics; a coroutine parked elsewhere (a thread that migrated)
+// is not interrupted, but sees requested() at its next await.
+class CancelWait;
+
 class Cancellation {
  public:
   using Interrupt = void (*)(void* arg) noexcept;
@@ -208,29 +210,66 @@ class Cancellation {
 
   Context* home() const noexcept { return home_; }
 
-  // An awaitable about to park: how to interrupt it. Registered only on the home context (the
-  // return says whether it was); the awaitable calls leave_wait() once it runs again.
-  bool enter_wait(Interrupt fn, void* arg) noexcept {
-    if (Context::current() != home_) return false;
-    interrupt_ = fn;
+  // On the home context: end every registered wait. An interrupt may resume its coroutine
+  // inline; the list is re-read after each.
+  inline void interrupt() noexcept;
+
+ private:
+  friend class CancelWait;
+  std::atomic<bool> requested_{false};
+  Context* home_;
+  CancelWait* waits_ = nullptr;  // the home context's
+};
+
+// One parked await's entry in its Cancellation's list. The awaitable embeds it, enters when it
+// parks and leaves when it runs again (or is destroyed).
+class CancelWait {
+ public:
+  CancelWait() noexcept = default;
+  CancelWait(const CancelWait&) = delete;
+  CancelWait& operator=(const CancelWait&) = delete;
+  ~CancelWait() { leave(); }
+
+  // Registers fn(arg) to end this wait; only on c's home context (the return says whether).
+  bool enter(Cancellation& c, Cancellation::Interrupt fn, void* arg) noexcept {
+    if (Context::current() != c.home_) return false;
+    owner_ = &c;
+    fn_ = fn;
     arg_ = arg;
+    prev_ = nullptr;
+    next_ = c.waits_;
+    if (next_ != nullptr) next_->prev_ = this;
+    c.waits_ = this;
     return true;
   }
-  void leave_wait() noexcept { interrupt_ = nullptr; }
-
-  // On the home context: end the registered wait, if any. The interrupt may resume the waiting
-  // coroutine inline; nothing here touches the registration after calling it.
-  void interrupt() noexcept {
-    Interrupt fn = interrupt_;
-    interrupt_ = nullptr;
-    if (fn != nullptr) fn(arg_);
+  // Idempotent: an interrupt has already taken it off.
+  void leave() noexcept {
+    if (owner_ == nullptr) return;
+    if (prev_ != nullptr) {
+      prev_->next_ = next_;
+    } else {
+      owner_->waits_ = next_;
+    }
+    if (next_ != nullptr) next_->prev_ = prev_;
+    owner_ = nullptr;
   }
 
  private:
-  std::atomic<bool> requested_{false};
-  Context* home_;
-  Interrupt interrupt_ = nullptr;  // the home context's
+  friend class Cancellation;
+  Cancellation* owner_ = nullptr;  // non-null while entered
+  Cancellation::Interrupt fn_ = nullptr;
   void* arg_ = nullptr;
+  CancelWait* prev_ = nullptr;
+  CancelWait* next_ = nullptr;
 };
+
+inline void Cancellation::interrupt() noexcept {
+  while (CancelWait* w = waits_) {
+    Cancellation::Interrupt fn = w->fn_;
+    void* arg = w->arg_;
+    w->leave();
+    fn(arg);
+  }
+}
 
 }  // namespace msgport

@@ -252,7 +252,7 @@ class [[nodiscard]] DoMsg {
   DoMsg& operator=(const DoMsg&) = delete;
   ~DoMsg() {
     if (parked_) [[unlikely]] {
-      if (watching_) cancel_->leave_wait();
+      cw_.leave();
       detail::abandon(m_);
     }
   }
@@ -267,10 +267,7 @@ class [[nodiscard]] DoMsg {
   }
   int await_resume() noexcept {
     parked_ = false;
-    if (watching_) {
-      watching_ = false;
-      cancel_->leave_wait();
-    }
+    cw_.leave();
     return m_.result();
   }
 
@@ -282,7 +279,7 @@ class [[nodiscard]] DoMsg {
   CoWaiter waiter_;
   Cancellation* cancel_ = nullptr;
   bool parked_ = false;
-  bool watching_ = false;
+  CancelWait cw_;
 };
 
 template <PortType P>
@@ -319,7 +316,7 @@ class [[nodiscard]] WaitMsg {
   WaitMsg& operator=(const WaitMsg&) = delete;
   ~WaitMsg() {
     if (parked_) [[unlikely]] {
-      if (watching_) cancel_->leave_wait();
+      cw_.leave();
       detail::abandon(m_);
     }
   }
@@ -338,7 +335,7 @@ class [[nodiscard]] WaitMsg {
       if (cancel_->requested()) abort_msg(m_);
       if (detail::park(m_, waiter_)) {
         parked_ = true;
-        watching_ = cancel_->enter_wait(&on_cancel, this);
+        cw_.enter(*cancel_, &on_cancel, this);
         return true;
       }
     }
@@ -347,10 +344,7 @@ class [[nodiscard]] WaitMsg {
   }
   int await_resume() noexcept {
     parked_ = false;
-    if (watching_) {
-      watching_ = false;
-      cancel_->leave_wait();
-    }
+    cw_.leave();
     return m_.result();
   }
 
@@ -361,7 +355,7 @@ class [[nodiscard]] WaitMsg {
   CoWaiter waiter_;
   Cancellation* cancel_ = nullptr;
   bool parked_ = false;
-  bool watching_ = false;
+  CancelWait cw_;
 };
 
 inline WaitMsg wait_msg(Message& m) noexcept { return WaitMsg(m); }
@@ -381,7 +375,7 @@ inline bool DoMsg::park_watched(Cancellation* c) noexcept {
   parked_ = detail::park(m_, waiter_);
   // Parked: only a reply from another thread can resume it, later, on this context; so the
   // registration below is in place before it runs again.
-  if (parked_) watching_ = cancel_->enter_wait(&on_cancel, this);
+  if (parked_) cw_.enter(*cancel_, &on_cancel, this);
   return parked_;
 }
 

@@ -198,7 +198,7 @@ class [[nodiscard]] WaitPort {
     // Still parked: the port never wrote the slot, so it still names this waiter (and is alive:
     // a port going away writes the slot of the owner it wakes).
     if (got_ == parked()) {
-      if (watching_) cancel_->leave_wait();
+      cw_.leave();
       port_.unpark_owner(waiter_);
     }
   }
@@ -223,14 +223,11 @@ class [[nodiscard]] WaitPort {
     waiter_.arm(h);
     got_ = parked();  // overwritten by the port when it hands a message over or closes
     if (!port_.park_owner(waiter_, &got_)) return false;
-    if (cancel_ != nullptr) watching_ = cancel_->enter_wait(&on_cancel, this);
+    if (cancel_ != nullptr) cw_.enter(*cancel_, &on_cancel, this);
     return true;
   }
   Message* await_resume() noexcept {
-    if (watching_) {
-      watching_ = false;
-      cancel_->leave_wait();
-    }
+    cw_.leave();
     return got_;
   }
 
@@ -248,7 +245,7 @@ class [[nodiscard]] WaitPort {
   CoWaiter waiter_;
   Message* got_ = nullptr;
   Cancellation* cancel_ = nullptr;
-  bool watching_ = false;
+  CancelWait cw_;
 };
 
 template <class Lock>

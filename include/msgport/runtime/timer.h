@@ -66,15 +66,10 @@ class [[nodiscard]] SleepUntil {
       self->core->resume_here(self->sleeper);
     };
     core.arm(timer_);
-    if (cancel_ != nullptr) watching_ = cancel_->enter_wait(&on_cancel, this);
+    if (cancel_ != nullptr) cw_.enter(*cancel_, &on_cancel, this);
     return true;
   }
-  void await_resume() noexcept {
-    if (watching_) {
-      watching_ = false;
-      cancel_->leave_wait();
-    }
-  }
+  void await_resume() noexcept { cw_.leave(); }
 
  private:
   // On the sleeper's core, while it sleeps. A timer that has fired has resumed the sleeper, or
@@ -91,7 +86,7 @@ class [[nodiscard]] SleepUntil {
   };
   Timer timer_;
   Cancellation* cancel_ = nullptr;
-  bool watching_ = false;
+  CancelWait cw_;
 };
 
 inline SleepUntil sleep_until(absl::Time when) noexcept { return SleepUntil(when); }

@@ -412,25 +412,24 @@ TEST(Cancel, ParkedInDoMsgToAPortOnAnotherCore) {
 TEST(Cancel, ParkedInDoMsgTakenByAServerThatHonoursAborts) {
   Runtime rt(two_cores());
   std::atomic<int> replied{0};
-  auto server = rt.spawn(1, [&replied](LwThread& self) -> Task<void> {
+  std::atomic<bool> taken{false};
+  auto server = rt.spawn(1, [&replied, &taken](LwThread& self) -> Task<void> {
     self.port().on_abort([&replied](Message& m) {
       replied.fetch_add(1);
       reply_msg(m, -ECANCELED);
     });
     while (Message* m = co_await wait_port(self.port())) {
       (void)m;  // kept: answered only by the abort
+      taken.store(true, std::memory_order_release);
     }
   });
-  std::atomic<bool> sent{false};
   auto h = rt.spawn(0, [&](LwThread&) -> Task<int> {
     ValueMsg m;
     m.set_abortable(true);
-    auto pending = do_msg(server.port(), m);
-    sent.store(true, std::memory_order_release);
-    co_return co_await pending;
+    co_return co_await do_msg(server.port(), m);
   });
-  yield_until(sent);
-  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  yield_until(taken);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));  // parked, most likely
   h.cancel();
   EXPECT_EQ(join_within(h, "the cancelled do_msg"), -ECANCELED);
   EXPECT_EQ(replied.load(), 1);

@@ -12,6 +12,10 @@
 // a message) destroys the frame with it, so keep it until it is done. For that reason start()
 // does not compile on a temporary (`make_task().start();`): name the Task, and keep it.
 //
+// A Task may run under a Cancellation (ports/context.h; the runtime's lightweight threads do):
+// a Task it co_awaits inherits it, and the awaitables of ports/ and runtime/ honour it when they
+// would park. co_await cancel_requested() tells a Task whether it has been requested.
+//
 // Frames are allocated with operator new, padded so that no cache line holds a frame and
 // another allocation: two coroutines running on different cores never share a line by accident
 // of the allocator. Nothing else here allocates. The runtime layer builds its lightweight threads

@@ -35,6 +35,31 @@
 // a thread port) must not be touched after stop; close such ports before stop (kDrain does not
 // know them).
 //
+// Cancelling a thread: handle.cancel(), from any thread or core, any number of times, before
+// the thread starts, while it runs, while it ends or after. It does not destroy the thread: it
+// asks it to finish, and ends what it is waiting for.
+//   * At once (any thread): the request is recorded. The thread polls it with
+//     self.cancel_requested() (LwThread&), or co_await cancel_requested() in any of its Tasks.
+//   * On the thread's core (carried there like any cross-core entry): its thread port is
+//     cancelled as by stop(kCancel) — queued requests are replied -ECANCELED, later ones
+//     refused — and the wait the thread is parked in ends: do_msg / wait_msg abort their message
+//     (abort_msg; it is still replied exactly once, and the await returns that reply: -ECANCELED
+//     if the holder cancelled it, its own result if it finished first; only a kMsgAbortable
+//     message reaches its holder's abort hook), wait_port / wait_port_until return nullptr,
+//     sleeps return, when_any aborts every message it sent and returns the first reply.
+//   * From then on its awaits do not park quietly: a do_msg is begun when called (before its
+//     await can tell whose it is) and, unless its agent answered at once, aborted at once by the
+//     await; wait_port returns nullptr instead of waiting (its own port is empty and closed);
+//     sleeps return at once.
+//   Cancellation reaches the thread's task and every Task it co_awaits (and the tasks when_all
+//   runs for it); a Task merely start()ed is not part of it. co_await on another thread's
+//   JoinHandle, yield_now and migrate_to are not interrupted. A thread parked on another core than
+//   its own (it migrated) sees the request at its next await there, but its current wait is not
+//   interrupted.
+//   The thread ends when its task returns (or throws): join() and co_await give that result, as
+//   for any thread; ThreadCancelled is for threads stop(kCancel) destroyed. Call cancel() while
+//   the runtime exists (after stop() it is harmless).
+//
 // Errors: spawning on a core that does not exist throws std::out_of_range; block_on from a core
 // throws std::logic_error (it would wait on the very core that must run the task).
 #pragma once

@@ -320,8 +320,11 @@ TEST(WaitPortUntil, ArrivalsRacingTheDeadlineAreNeverLost) {
   // as it passes.
   auto sender = rt.spawn(1, [&msgs, &receiver](LwThread&) -> Task<void> {
     std::minstd_rand rng(5);
+    std::size_t i = 0;
     for (ValueMsg& m : msgs) {
       send_msg(receiver.port(), m);
+      // Once a pause longer than any deadline: the receiver does time out.
+      if (++i == msgs.size() / 2) co_await sleep_for(absl::Milliseconds(1));
       for (unsigned k = rng() % 200; k > 0; --k) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
@@ -367,9 +370,12 @@ TEST(WaitPortUntil, QueuePortArrivalsFromAPlainThreadRacingTheDeadline) {
   });
   std::thread sender([&] {
     std::minstd_rand rng(9);
+    int i = 0;
     for (ValueMsg& m : msgs) {
       send_msg(port, m);
-      if (rng() % 16 == 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 30));
+      if (rng() % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 30));
+      // Once a pause longer than any deadline: the receiver does time out.
+      if (++i == n / 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   });
   sender.join();

@@ -231,8 +231,12 @@ class CancelWait {
   ~CancelWait() { leave(); }
 
   // Registers fn(arg) to end this wait; only on c's home context (the return says whether).
+  // `here` is the caller's context (Context::current()), when it has it at hand.
   bool enter(Cancellation& c, Cancellation::Interrupt fn, void* arg) noexcept {
-    if (Context::current() != c.home_) return false;
+    return enter(c, fn, arg, Context::current());
+  }
+  bool enter(Cancellation& c, Cancellation::Interrupt fn, void* arg, Context* here) noexcept {
+    if (here != c.home_) return false;
     owner_ = &c;
     fn_ = fn;
     arg_ = arg;

@@ -277,7 +277,6 @@ class [[nodiscard]] DoMsg {
 
   Message& m_;
   CoWaiter waiter_;
-  Cancellation* cancel_ = nullptr;
   bool parked_ = false;
   CancelWait cw_;
 };
@@ -332,10 +331,12 @@ class [[nodiscard]] WaitMsg {
     waiter_.arm(h);
     cancel_ = cancellation_of(h);
     if (cancel_ != nullptr && !m_.done()) {
-      if (cancel_->requested()) abort_msg(m_);
+      // Cancelled already: aborted now, and no need to be told again.
+      bool aborted = cancel_->requested();
+      if (aborted) abort_msg(m_);
       if (detail::park(m_, waiter_)) {
         parked_ = true;
-        cw_.enter(*cancel_, &on_cancel, this);
+        if (!aborted) cw_.enter(*cancel_, &on_cancel, this, waiter_.home());
         return true;
       }
     }
@@ -370,12 +371,14 @@ bool drop_msg(Message& m) noexcept;
 
 // DoMsg's park under a cancellation (see DoMsg).
 inline bool DoMsg::park_watched(Cancellation* c) noexcept {
-  cancel_ = c;
-  if (c->requested()) abort_msg(m_);  // may reply at once: then park() declines
+  // Cancelled already: aborted now (it may be replied at once: then park() declines), and no
+  // need to be told again.
+  bool aborted = c->requested();
+  if (aborted) abort_msg(m_);
   parked_ = detail::park(m_, waiter_);
   // Parked: only a reply from another thread can resume it, later, on this context; so the
   // registration below is in place before it runs again.
-  if (parked_) cw_.enter(*cancel_, &on_cancel, this);
+  if (parked_ && !aborted) cw_.enter(*c, &on_cancel, this, waiter_.home());
   return parked_;
 }
 

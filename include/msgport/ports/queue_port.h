@@ -223,7 +223,7 @@ class [[nodiscard]] WaitPort {
     waiter_.arm(h);
     got_ = parked();  // overwritten by the port when it hands a message over or closes
     if (!port_.park_owner(waiter_, &got_)) return false;
-    if (cancel_ != nullptr) cw_.enter(*cancel_, &on_cancel, this);
+    if (cancel_ != nullptr) cw_.enter(*cancel_, &on_cancel, this, waiter_.home());
     return true;
   }
   Message* await_resume() noexcept {

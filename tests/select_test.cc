@@ -301,7 +301,8 @@ TEST(WaitPortUntil, ArrivalsRacingTheDeadlineAreNeverLost) {
   struct Counts {
     long received = 0, timeouts = 0;
   };
-  auto receiver = rt.spawn(0, [&seen, n](LwThread& self) -> Task<Counts> {
+  std::atomic<long> progress{0};
+  auto receiver = rt.spawn(0, [&seen, &progress, n](LwThread& self) -> Task<Counts> {
     std::minstd_rand rng(11);
     Counts c;
     while (c.received < n) {
@@ -312,19 +313,25 @@ TEST(WaitPortUntil, ArrivalsRacingTheDeadlineAreNeverLost) {
       }
       seen[static_cast<std::size_t>(static_cast<ValueMsg*>(m)->value)].fetch_add(1);
       ++c.received;
+      progress.store(c.received, std::memory_order_release);
       reply_msg(*m, 0);
     }
     co_return c;
   });
   // From core 1, with pauses of random length: some land before the deadline, some after, some
   // as it passes.
-  auto sender = rt.spawn(1, [&msgs, &receiver](LwThread&) -> Task<void> {
+  auto sender = rt.spawn(1, [&msgs, &receiver, &progress](LwThread&) -> Task<void> {
     std::minstd_rand rng(5);
     std::size_t i = 0;
     for (ValueMsg& m : msgs) {
       send_msg(receiver.port(), m);
       // Once a pause longer than any deadline: the receiver does time out.
-      if (++i == msgs.size() / 2) co_await sleep_for(absl::Milliseconds(1));
+      if (++i == msgs.size() / 2) {
+        while (progress.load(std::memory_order_acquire) < static_cast<long>(i)) {
+          co_await sleep_for(absl::Microseconds(50));
+        }
+        co_await sleep_for(absl::Milliseconds(1));
+      }
       for (unsigned k = rng() % 200; k > 0; --k) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
@@ -353,7 +360,8 @@ TEST(WaitPortUntil, QueuePortArrivalsFromAPlainThreadRacingTheDeadline) {
   std::vector<ValueMsg> msgs(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) msgs[static_cast<std::size_t>(i)].value = i;
   std::vector<int> seen(static_cast<std::size_t>(n));
-  auto receiver = rt.spawn(0, [&port, &seen, n](LwThread&) -> Task<long> {
+  std::atomic<long> progress{0};
+  auto receiver = rt.spawn(0, [&port, &seen, &progress, n](LwThread&) -> Task<long> {
     std::minstd_rand rng(3);
     long received = 0, timeouts = 0;
     while (received < n) {
@@ -364,6 +372,7 @@ TEST(WaitPortUntil, QueuePortArrivalsFromAPlainThreadRacingTheDeadline) {
       }
       ++seen[static_cast<std::size_t>(static_cast<ValueMsg*>(m)->value)];
       ++received;
+      progress.store(received, std::memory_order_release);
       reply_msg(*m, 0);
     }
     co_return timeouts;
@@ -375,7 +384,10 @@ TEST(WaitPortUntil, QueuePortArrivalsFromAPlainThreadRacingTheDeadline) {
       send_msg(port, m);
       if (rng() % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 30));
       // Once a pause longer than any deadline: the receiver does time out.
-      if (++i == n / 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (++i == n / 2) {
+        while (progress.load(std::memory_order_acquire) < i) std::this_thread::yield();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
     }
   });
   sender.join();

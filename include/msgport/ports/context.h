@@ -222,13 +222,13 @@ class Cancellation {
 };
 
 // One parked await's entry in its Cancellation's list. The awaitable embeds it, enters when it
-// parks and leaves when it runs again (or is destroyed).
+// parks, and must leave when it runs again or is destroyed parked. Only owner_ is written when
+// it is made (awaitables are made on every await: the rest is written by enter()).
 class CancelWait {
  public:
-  CancelWait() noexcept = default;
+  CancelWait() noexcept {}
   CancelWait(const CancelWait&) = delete;
   CancelWait& operator=(const CancelWait&) = delete;
-  ~CancelWait() { leave(); }
 
   // Registers fn(arg) to end this wait; only on c's home context (the return says whether).
   // `here` is the caller's context (Context::current()), when it has it at hand.
@@ -260,11 +260,11 @@ class CancelWait {
 
  private:
   friend class Cancellation;
-  Cancellation* owner_ = nullptr;  // non-null while entered
-  Cancellation::Interrupt fn_ = nullptr;
-  void* arg_ = nullptr;
-  CancelWait* prev_ = nullptr;
-  CancelWait* next_ = nullptr;
+  Cancellation* owner_ = nullptr;  // non-null while entered; the rest is valid then
+  Cancellation::Interrupt fn_;
+  void* arg_;
+  CancelWait* prev_;
+  CancelWait* next_;
 };
 
 inline void Cancellation::interrupt() noexcept {

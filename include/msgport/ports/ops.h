@@ -329,14 +329,14 @@ class [[nodiscard]] WaitMsg {
   template <class P>
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     waiter_.arm(h);
-    cancel_ = cancellation_of(h);
-    if (cancel_ != nullptr && !m_.done()) {
+    Cancellation* c = cancellation_of(h);
+    if (c != nullptr && !m_.done()) {
       // Cancelled already: aborted now, and no need to be told again.
-      bool aborted = cancel_->requested();
+      bool aborted = c->requested();
       if (aborted) abort_msg(m_);
       if (detail::park(m_, waiter_)) {
         parked_ = true;
-        if (!aborted) cw_.enter(*cancel_, &on_cancel, this, waiter_.home());
+        if (!aborted) cw_.enter(*c, &on_cancel, this, waiter_.home());
         return true;
       }
     }
@@ -354,7 +354,6 @@ class [[nodiscard]] WaitMsg {
 
   Message& m_;
   CoWaiter waiter_;
-  Cancellation* cancel_ = nullptr;
   bool parked_ = false;
   CancelWait cw_;
 };

@@ -218,12 +218,12 @@ class [[nodiscard]] WaitPort {
   }
   template <class P>
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
-    cancel_ = cancellation_of(h);
-    if (cancel_ != nullptr && cancel_->requested()) return false;  // got_ is nullptr
+    Cancellation* c = cancellation_of(h);
+    if (c != nullptr && c->requested()) return false;  // got_ is nullptr
     waiter_.arm(h);
     got_ = parked();  // overwritten by the port when it hands a message over or closes
     if (!port_.park_owner(waiter_, &got_)) return false;
-    if (cancel_ != nullptr) cw_.enter(*cancel_, &on_cancel, this, waiter_.home());
+    if (c != nullptr) cw_.enter(*c, &on_cancel, this, waiter_.home());
     return true;
   }
   Message* await_resume() noexcept {
@@ -244,7 +244,6 @@ class [[nodiscard]] WaitPort {
   BasicQueuePort<Lock>& port_;
   CoWaiter waiter_;
   Message* got_ = nullptr;
-  Cancellation* cancel_ = nullptr;
   CancelWait cw_;
 };
 

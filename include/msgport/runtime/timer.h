@@ -49,6 +49,7 @@ class [[nodiscard]] SleepUntil {
   explicit SleepUntil(absl::Time when) noexcept { timer_.when = when; }
   SleepUntil(const SleepUntil&) = delete;
   SleepUntil& operator=(const SleepUntil&) = delete;
+  ~SleepUntil() { cw_.leave(); }  // destroyed asleep (a thread destroyed by stop)
 
   // Checks the core first, so that a sleep with nothing left to wait also throws off a core.
   bool await_ready() {
@@ -57,8 +58,8 @@ class [[nodiscard]] SleepUntil {
   }
   template <class P>
   bool await_suspend(std::coroutine_handle<P> h) {
-    cancel_ = cancellation_of(h);
-    if (cancel_ != nullptr && cancel_->requested()) return false;
+    Cancellation* c = cancellation_of(h);
+    if (c != nullptr && c->requested()) return false;
     Core& core = *timer_.core;
     timer_.sleeper = h;
     timer_.fire = [](CoreTimer* t) noexcept {
@@ -66,7 +67,7 @@ class [[nodiscard]] SleepUntil {
       self->core->resume_here(self->sleeper);
     };
     core.arm(timer_);
-    if (cancel_ != nullptr) cw_.enter(*cancel_, &on_cancel, this);
+    if (c != nullptr) cw_.enter(*c, &on_cancel, this);
     return true;
   }
   void await_resume() noexcept { cw_.leave(); }
@@ -85,7 +86,6 @@ class [[nodiscard]] SleepUntil {
     Core* core = nullptr;
   };
   Timer timer_;
-  Cancellation* cancel_ = nullptr;
   CancelWait cw_;
 };
 

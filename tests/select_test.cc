@@ -294,7 +294,7 @@ TEST(WaitPortUntil, ReturnsAMessageThatArrivesBeforeTheDeadline) {
 // returns it, or it stays queued for the next one — never lost, never twice.
 TEST(WaitPortUntil, ArrivalsRacingTheDeadlineAreNeverLost) {
   Runtime rt(two_cores());
-  const int n = testing::stress(20000, 3000);
+  int n = testing::stress(20000, 3000);  // not a constant: captured by the lambdas
   std::vector<ValueMsg> msgs(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) msgs[static_cast<std::size_t>(i)].value = i;
   std::vector<std::atomic<int>> seen(static_cast<std::size_t>(n));
@@ -356,7 +356,7 @@ TEST(WaitPortUntil, ArrivalsRacingTheDeadlineAreNeverLost) {
 TEST(WaitPortUntil, QueuePortArrivalsFromAPlainThreadRacingTheDeadline) {
   Runtime rt(two_cores());
   QueuePort port;
-  const int n = testing::stress(20000, 3000);
+  int n = testing::stress(20000, 3000);  // not a constant: captured by the lambdas
   std::vector<ValueMsg> msgs(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) msgs[static_cast<std::size_t>(i)].value = i;
   std::vector<int> seen(static_cast<std::size_t>(n));

@@ -150,6 +150,7 @@ class WhenAnyState {
         break;
       }
       a.parked_ = true;
+      parked_none_ = false;
       if (winner_.load(std::memory_order_acquire) != AnyResult::kNone) break;
     }
     // Done unless a message is still parked on. left_ is 1 (ours) exactly when none is.
@@ -189,6 +190,10 @@ class WhenAnyState {
 
   // A message found replied by the sender itself: the winner if it is the first.
   void claim(AnyMsg& a) noexcept {
+    if (parked_none_) {  // nothing parked: no reply can race this one (a plain store)
+      winner_.store(static_cast<std::size_t>(&a - msgs_.data()), std::memory_order_relaxed);
+      return;
+    }
     std::size_t none = AnyResult::kNone;
     winner_.compare_exchange_strong(none, static_cast<std::size_t>(&a - msgs_.data()),
                                     std::memory_order_acq_rel);
@@ -259,6 +264,7 @@ class WhenAnyState {
   std::atomic<std::size_t> left_{1};
   CoWaiter co_;
   std::size_t sent_ = 0;
+  bool parked_none_ = true;  // no message parked on yet
   Cancellation* cancel_ = nullptr;
   CancelWait cw_;
   Task<void> finish_;

@@ -187,7 +187,8 @@ class LocalPort : public BasicQueuePort<NullLock> {};
 // Cancellation (in a Task under one: JoinHandle::cancel()): once it is requested wait_port
 // returns nullptr instead of parking (what is already queued is still returned; a cancelled
 // lightweight thread's own port is emptied and closed by the cancel, so there it is nullptr at
-// once); an owner parked here when the cancel arrives is resumed with nullptr.
+// once); an owner parked here when the cancel arrives is resumed with nullptr (on a thread port,
+// by the cancel closing its thread's own port: another thread waiting on it is not interrupted).
 template <class Lock>
 class [[nodiscard]] WaitPort {
  public:
@@ -223,7 +224,10 @@ class [[nodiscard]] WaitPort {
     waiter_.arm(h);
     got_ = parked();  // overwritten by the port when it hands a message over or closes
     if (!port_.park_owner(waiter_, &got_)) return false;
-    if (c != nullptr) cw_.enter(*c, &on_cancel, this, waiter_.home());
+    // A thread port needs no registration: its thread's cancel closes it, which wakes its owner.
+    if constexpr (!kTracksTaken<Lock>) {
+      if (c != nullptr) cw_.enter(*c, &on_cancel, this, waiter_.home());
+    }
     return true;
   }
   Message* await_resume() noexcept {

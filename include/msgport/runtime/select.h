@@ -371,7 +371,10 @@ class [[nodiscard]] WaitPortUntil {
     timer_.when = when_;
     timer_.fire = [](CoreTimer* t) noexcept { static_cast<Timer*>(t)->self->expire(); };
     timer_.core->arm(timer_);
-    if (cancel_ != nullptr) cw_.enter(*cancel_, &on_cancel, this);
+    // A thread port needs no registration: its thread's cancel closes it, which wakes its owner.
+    if constexpr (!kTracksTaken<Lock>) {
+      if (cancel_ != nullptr) cw_.enter(*cancel_, &on_cancel, this);
+    }
     return true;
   }
 

@@ -42,6 +42,7 @@
 #include <msgport/runtime/mutex.h>
 #include <msgport/runtime/port_table.h>
 #include <msgport/runtime/runtime.h>
+#include <msgport/runtime/select.h>
 #include <msgport/runtime/semaphore.h>
 #include <msgport/runtime/spsc_ring.h>
 #include <msgport/runtime/sync_request.h>

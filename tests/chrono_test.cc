@@ -5,7 +5,10 @@
 #include <msgport/io/io.h>
 #include <msgport/ports/ports.h>
 #include <msgport/runtime/chrono.h>
+#include <msgport/runtime/mutex.h>
 #include <msgport/runtime/runtime.h>
+#include <msgport/runtime/select.h>
+#include <msgport/runtime/semaphore.h>
 #include <msgport/runtime/timer.h>
 #include <unistd.h>
 
@@ -235,6 +238,55 @@ TEST(ChronoSettings, StopGraceTakesAChronoDuration) {
   EXPECT_GE(took, 50ms);
   EXPECT_LT(took, 5s) << "the grace was 50 ms, not the default 10 s";
   EXPECT_THROW(server.join(), ThreadCancelled);
+}
+
+// ---- the primitives' deadlines
+// -------------------------------------------------------------------
+
+TEST(ChronoPrimitives, LockUntilAndAcquireUntilTakeChronoDeadlines) {
+  Watchdog wd("lock_until / acquire_until with chrono deadlines");
+  Runtime rt(two_cores());
+  auto r = rt.block_on([]() -> Task<std::pair<int, int>> {
+    Mutex mu;
+    co_await mu.lock();
+    auto t0 = std::chrono::steady_clock::now();
+    // Held: the deadline passes, and the request is never granted.
+    bool locked = co_await mu.lock_until(std::chrono::steady_clock::now() + 3ms);
+    bool waited = std::chrono::steady_clock::now() - t0 >= 3ms;
+    mu.unlock();
+    // Free: granted at once, whatever the deadline.
+    bool free_locked = co_await mu.lock_until(std::chrono::system_clock::now() + 1h);
+    if (free_locked) mu.unlock();
+    Semaphore sem(0);
+    bool acquired = co_await sem.acquire_until(1, std::chrono::steady_clock::now() + 2ms);
+    sem.release(1);
+    bool then = co_await sem.acquire_until(1, std::chrono::steady_clock::now() + 1h);
+    co_return std::pair<int, int>{!locked && waited && free_locked, !acquired && then};
+  }());
+  EXPECT_EQ(r.first, 1) << "lock_until: timed out while held, granted when free";
+  EXPECT_EQ(r.second, 1) << "acquire_until: timed out with no permits, granted with one";
+  rt.stop();
+}
+
+TEST(ChronoPrimitives, WaitPortForAndUntilTakeChrono) {
+  Watchdog wd("wait_port_for / wait_port_until with chrono");
+  Runtime rt(two_cores());
+  auto r = rt.block_on([]() -> Task<std::pair<int, int>> {
+    LocalPort port;
+    auto t0 = std::chrono::steady_clock::now();
+    Message* none = co_await wait_port_for(port, 3ms);
+    bool waited = std::chrono::steady_clock::now() - t0 >= 3ms;
+    ValueMsg m;
+    send_msg(port, m);
+    Message* got = co_await wait_port_until(port, std::chrono::steady_clock::now() + 1h);
+    if (got != nullptr) reply_msg(*got, 7);
+    int reply = co_await wait_msg(m);
+    port.close();
+    co_return std::pair<int, int>{none == nullptr && waited, got == &m && reply == 7};
+  }());
+  EXPECT_EQ(r.first, 1) << "wait_port_for: nothing queued, nullptr after the duration";
+  EXPECT_EQ(r.second, 1) << "wait_port_until: the queued message at once";
+  rt.stop();
 }
 
 }  // namespace

@@ -45,6 +45,7 @@
 #include <absl/time/time.h>
 #include <msgport/ports/ops.h>
 #include <msgport/ports/spin_lock.h>
+#include <msgport/runtime/chrono.h>
 #include <msgport/runtime/sync_request.h>
 
 #include <atomic>
@@ -123,6 +124,11 @@ class Mutex final : public Port {
     bool await_resume() noexcept { return finish() == 0; }
   };
   LockUntilAwaiter lock_until(absl::Time deadline) { return LockUntilAwaiter(*this, deadline); }
+  // The same with a std::chrono system_clock or steady_clock deadline (runtime/chrono.h).
+  template <ChronoTimePoint T>
+  LockUntilAwaiter lock_until(T deadline) {
+    return lock_until(to_absl(deadline));
+  }
 
   // Locks if free, never waits. Fails while the mutex is locked or has waiters.
   bool try_lock() noexcept {

@@ -43,6 +43,7 @@
 #include <msgport/ports/ops.h>
 #include <msgport/ports/queue_port.h>
 #include <msgport/ports/task.h>
+#include <msgport/runtime/chrono.h>
 #include <msgport/runtime/core.h>
 
 #include <array>
@@ -428,6 +429,18 @@ WaitPortUntil<Lock> wait_port_until(BasicQueuePort<Lock>& port, absl::Time deadl
 template <class Lock>
 WaitPortUntil<Lock> wait_port_for(BasicQueuePort<Lock>& port, absl::Duration d) noexcept {
   return WaitPortUntil<Lock>(port, d);
+}
+
+// The same with std::chrono: a system_clock or steady_clock deadline, any duration
+// (runtime/chrono.h).
+template <class Lock, ChronoTimePoint T>
+WaitPortUntil<Lock> wait_port_until(BasicQueuePort<Lock>& port, T deadline) noexcept {
+  return wait_port_until(port, to_absl(deadline));
+}
+template <class Lock, class Rep, class Period>
+WaitPortUntil<Lock> wait_port_for(BasicQueuePort<Lock>& port,
+                                  std::chrono::duration<Rep, Period> d) noexcept {
+  return wait_port_for(port, to_absl(d));
 }
 
 }  // namespace msgport

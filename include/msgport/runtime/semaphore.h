@@ -36,6 +36,7 @@
 #include <absl/time/time.h>
 #include <msgport/ports/ops.h>
 #include <msgport/ports/spin_lock.h>
+#include <msgport/runtime/chrono.h>
 #include <msgport/runtime/sync_request.h>
 
 #include <atomic>
@@ -79,6 +80,11 @@ class Semaphore final : public Port {
   };
   AcquireUntilAwaiter acquire_until(std::int64_t n, absl::Time deadline) {
     return AcquireUntilAwaiter(*this, n, deadline);
+  }
+  // The same with a std::chrono system_clock or steady_clock deadline (runtime/chrono.h).
+  template <ChronoTimePoint T>
+  AcquireUntilAwaiter acquire_until(std::int64_t n, T deadline) {
+    return acquire_until(n, to_absl(deadline));
   }
 
   // Takes n permits if they are there and nobody waits; never waits.

@@ -67,6 +67,7 @@ bool Mutex::remove_queued(Message& m, bool reply) noexcept {
 }
 
 void Mutex::lock_blocking() {
+  detail::refuse_blocking_on_a_core("Mutex::lock_blocking()");
   Message m;
   do_msg_blocking(*this, m);
 }
@@ -175,6 +176,7 @@ bool Semaphore::remove_queued(Message& m, bool reply) noexcept {
 }
 
 void Semaphore::acquire_blocking(std::int64_t n) {
+  detail::refuse_blocking_on_a_core("Semaphore::acquire_blocking()");
   AcquireMsg m(n);
   do_msg_blocking(*this, m);
 }

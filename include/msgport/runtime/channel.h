@@ -176,12 +176,15 @@ class Channel final : public Port {
     return std::nullopt;
   }
 
-  // For plain threads: block (without spinning) until sent / received.
+  // For plain threads: block (without spinning) until sent / received. On a core they throw
+  // std::logic_error (they would block the core).
   int send_blocking(T value) {
+    detail::refuse_blocking_on_a_core("Channel::send_blocking()");
     SendMsg m(std::move(value));
     return do_msg_blocking(*this, m);
   }
   std::optional<T> recv_blocking() {
+    detail::refuse_blocking_on_a_core("Channel::recv_blocking()");
     RecvMsg m;
     do_msg_blocking(*this, m);
     return std::move(m.value);

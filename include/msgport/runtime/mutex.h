@@ -37,7 +37,8 @@
 //
 // Thread-safety: every member may be called from any thread or core. Waiting for the mutex
 // (lock, scoped_lock, lock_until) is for coroutines; lock_until on a core only (its timer runs
-// there). lock_blocking() is for plain threads (never on a core: it would block the core).
+// there). lock_blocking() is for plain threads (on a core it would block the core: it throws
+// std::logic_error there).
 //
 // Allocation: none. Uncontended lock + unlock is two atomic read-modify-writes, as std::mutex.
 #pragma once
@@ -147,7 +148,8 @@ class Mutex final : public Port {
     unlock_slow();
   }
 
-  // For plain threads: blocks (without spinning) until locked.
+  // For plain threads: blocks (without spinning) until locked. On a core it throws
+  // std::logic_error (it would block the core).
   void lock_blocking();
 
   // A snapshot, for tests and diagnostics.

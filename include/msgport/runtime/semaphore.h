@@ -29,8 +29,9 @@
 // destroying a Semaphore while requests wait fails loudly in every build.
 //
 // Thread-safety: every member may be called from any thread or core; the waits are for
-// coroutines (acquire_until on a core only), acquire_blocking() for plain threads. The count and
-// the queue are guarded by one short spin lock. Nothing allocates.
+// coroutines (acquire_until on a core only), acquire_blocking() for plain threads (on a core it
+// throws std::logic_error). The count and the queue are guarded by one short spin lock. Nothing
+// allocates.
 #pragma once
 
 #include <absl/time/time.h>
@@ -93,7 +94,8 @@ class Semaphore final : public Port {
   // Returns n permits and grants the waiters they now cover, in order.
   void release(std::int64_t n = 1) noexcept;
 
-  // For plain threads: blocks (without spinning) until n permits are the caller's.
+  // For plain threads: blocks (without spinning) until n permits are the caller's. On a core it
+  // throws std::logic_error (it would block the core).
   void acquire_blocking(std::int64_t n = 1);
 
   // Snapshots, for tests and diagnostics.

@@ -31,9 +31,21 @@
 #include <cerrno>
 #include <coroutine>
 #include <cstddef>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace msgport::detail {
+
+// The blocking forms (lock_blocking, acquire_blocking, send_blocking, recv_blocking) are for plain
+// threads: on a core they would block the core, and with it maybe the one thread that would let
+// them go. There they throw std::logic_error naming `what`, as JoinHandle::join() does.
+inline void refuse_blocking_on_a_core(const char* what) {
+  if (Core::current() != nullptr) {
+    throw std::logic_error(std::string("msgport: ") + what +
+                           " on a core would block the core; co_await the coroutine form");
+  }
+}
 
 struct NoDeadline {};
 

@@ -422,6 +422,11 @@ void Core::seal() noexcept {
   }
   backlog_ = 0;
   set_holding(false);
+  // The timers will never fire: each is disarmed now, so that what holds one (a frame destroyed
+  // later, maybe after this core is gone: its JoinHandle outlived the runtime) need not come
+  // back here to disarm it.
+  for (CoreTimer* t : timers_) t->heap_index = static_cast<std::size_t>(-1);
+  timers_.clear();
   for (const CoreEntry& e : left) refuse(e);
 }
 

@@ -32,6 +32,32 @@ RuntimeOptions two_cores() {
   return o;
 }
 
+// A thread parked in lock_until (its deadline's timer armed on its core) whose handle outlives
+// the runtime: its frame goes with the handle, after the cores are gone, and must not touch its
+// core's timers then (ASan: heap-use-after-free in Core::disarm).
+TEST(SyncReviewTest, WaiterWithADeadlineOutlivingTheRuntimeLeavesTheCoreAlone) {
+  Mutex mu;  // outlives the handle
+  Semaphore sem(0);
+  ASSERT_TRUE(mu.try_lock());
+  JoinHandle<void> locker, acquirer;
+  {
+    Runtime rt(two_cores());
+    locker = rt.spawn(0, [&](LwThread&) -> Task<void> {
+      if (co_await mu.lock_until(absl::Now() + absl::Hours(1))) ADD_FAILURE() << "granted";
+    });
+    acquirer = rt.spawn(1, [&](LwThread&) -> Task<void> {
+      if (co_await sem.acquire_until(1, absl::Now() + absl::Hours(1))) ADD_FAILURE() << "granted";
+    });
+    while (mu.waiters() != 1 || sem.waiters() != 1) std::this_thread::yield();
+    rt.stop(StopMode::kCancel);
+  }
+  locker = {};  // the frames go now, with the runtime gone
+  acquirer = {};
+  EXPECT_EQ(mu.waiters(), 0u);
+  EXPECT_EQ(sem.waiters(), 0u);
+  mu.unlock();
+}
+
 // =================================================================================================
 // Misuse fails loudly: the blocking forms are for plain threads. On a core they would block the
 // core, and with it whoever must unlock (here: nobody ever, until the test gives up).

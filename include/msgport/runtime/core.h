@@ -236,7 +236,8 @@ class Core final : public Context {
     }
   }
 
-  // Timers (on this core's thread only).
+  // Timers (on this core's thread only). Once the runtime's stop has sealed the core, every timer
+  // is disarmed (heap_index -1): what holds one need not touch the core again.
   void arm(CoreTimer& t) noexcept;
   void disarm(CoreTimer& t) noexcept;
 

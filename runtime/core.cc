@@ -410,6 +410,7 @@ void Core::seal() noexcept {
   {
     std::lock_guard lock(foreign_mu_);
     sealed_ = true;
+    finished_.store(true, std::memory_order_release);
     left.swap(foreign_);
   }
   for (auto& ring : inbox_) {

@@ -33,22 +33,24 @@ int Mutex::lock_slow(Message& m) noexcept {
 
 void Mutex::unlock_slow() noexcept {
   Message* next;
+  MsgQueue gone;  // waiters whose core has finished: refused, never granted (sync_request.h)
   {
     std::lock_guard lock(guard_);
     if (state_.load(std::memory_order_relaxed) == kFree) {
       detail::broken_rule("Mutex::unlock: the mutex is not locked", __FILE__, __LINE__);
     }
-    next = waiters_.pop();
+    while ((next = waiters_.pop()) != nullptr && !detail::can_take_grant(*next)) gone.push(*next);
     if (next == nullptr) {
       state_.store(kFree, std::memory_order_release);
-      return;
+    } else if (waiters_.empty()) {
+      // Handed over: it stays locked, now for `next`. Only lockers under guard_ set kContended
+      // again, so a plain store is safe here (fast paths only change kFree and kLocked).
+      state_.store(kLocked, std::memory_order_relaxed);
     }
-    // Handed over: it stays locked, now for `next`. Only lockers under guard_ set kContended
-    // again, so a plain store is safe here (fast paths only change kFree and kLocked).
-    if (waiters_.empty()) state_.store(kLocked, std::memory_order_relaxed);
   }
+  detail::refuse_all(gone);
   // Out of the queue, the request is ours alone until this reply: an abort now finds it gone.
-  reply_msg(*next, 0);
+  if (next != nullptr) reply_msg(*next, 0);
 }
 
 void Mutex::abort(Message& m) noexcept {
@@ -117,9 +119,16 @@ bool Semaphore::try_acquire(std::int64_t n) noexcept {
   return true;
 }
 
-void Semaphore::grant_locked(MsgQueue& granted) noexcept {
+void Semaphore::grant_locked(MsgQueue& granted, MsgQueue& gone) noexcept {
   std::int64_t c = count_.load(std::memory_order_relaxed);
   while (Message* head = waiters_.front()) {
+    if (!detail::can_take_grant(*head)) {
+      // Its core has finished: refused, never granted (sync_request.h), and its place goes to
+      // the ones behind it. Replied -ECANCELED with the grants (reply_all).
+      waiters_.pop();
+      gone.push(*head);
+      continue;
+    }
     std::int64_t n = static_cast<AcquireMsg*>(head)->n;
     if (n > c) break;
     c -= n;
@@ -129,14 +138,15 @@ void Semaphore::grant_locked(MsgQueue& granted) noexcept {
   count_.store(c, std::memory_order_release);  // under guard_: the only writer
 }
 
-void Semaphore::reply_all(MsgQueue& granted) noexcept {
+void Semaphore::reply_all(MsgQueue& granted, MsgQueue& gone) noexcept {
+  detail::refuse_all(gone);
   while (Message* m = granted.pop()) reply_msg(*m, 0);
 }
 
 void Semaphore::release(std::int64_t n) noexcept {
   if (n < 0)
     detail::broken_rule("Semaphore::release: a negative number of permits", __FILE__, __LINE__);
-  MsgQueue granted;
+  MsgQueue granted, gone;
   {
     std::lock_guard lock(guard_);
     std::int64_t c = count_.load(std::memory_order_relaxed);
@@ -144,34 +154,34 @@ void Semaphore::release(std::int64_t n) noexcept {
       detail::broken_rule("Semaphore::release: the count overflows", __FILE__, __LINE__);
     }
     count_.store(c + n, std::memory_order_release);  // under guard_: the only writer
-    grant_locked(granted);
+    grant_locked(granted, gone);
   }
-  reply_all(granted);
+  reply_all(granted, gone);
 }
 
 void Semaphore::abort(Message& m) noexcept {
-  MsgQueue granted;
+  MsgQueue granted, gone;
   bool removed;
   {
     std::lock_guard lock(guard_);
     removed = waiters_.remove(m);
     // A request that left the head may let the ones behind it through.
-    if (removed) grant_locked(granted);
+    if (removed) grant_locked(granted, gone);
   }
   if (removed) reply_msg(m, -ECANCELED);
-  reply_all(granted);
+  reply_all(granted, gone);
 }
 
 bool Semaphore::remove_queued(Message& m, bool reply) noexcept {
   if (reply) return false;
-  MsgQueue granted;
+  MsgQueue granted, gone;
   bool removed;
   {
     std::lock_guard lock(guard_);
     removed = waiters_.remove(m);
-    if (removed) grant_locked(granted);
+    if (removed) grant_locked(granted, gone);
   }
-  reply_all(granted);
+  reply_all(granted, gone);
   return removed;
 }
 

@@ -32,6 +32,122 @@ RuntimeOptions two_cores() {
   return o;
 }
 
+// Storage for a T whose lifetime ends (in a frame) before the storage's does. At its end a fresh
+// T is made in its place, so that a use after the end touches no freed memory but is seen: the
+// fresh T changes (a give-back to a fresh Mutex fails loudly: it is not locked; a fresh
+// Semaphore gains permits).
+template <class T>
+struct Afterlife {
+  alignas(T) std::byte bytes[sizeof(T)];
+  T& get() { return *std::launder(reinterpret_cast<T*>(bytes)); }
+  ~Afterlife() { get().~T(); }
+};
+template <class T>
+struct LivesIn {
+  template <class... A>
+  explicit LivesIn(Afterlife<T>& a, A&&... args) : a_(a) {
+    a.get().~T();  // the fresh one the storage began with
+    ::new (static_cast<void*>(a.bytes)) T(std::forward<A>(args)...);
+  }
+  ~LivesIn() {
+    a_.get().~T();
+    ::new (static_cast<void*>(a_.bytes)) T();
+  }
+  Afterlife<T>& a_;
+};
+
+// =================================================================================================
+// stop(kCancel): a primitive that lives in a cancelled thread's frame.
+//
+// The holder's frame owns the mutex and holds it with a guard; a waiter on the other core waits
+// for it. stop(kCancel) destroys the holder first (spawn order): its guard hands the mutex to the
+// waiter, whose core has stopped, and then the mutex itself goes. The waiter's frame, destroyed
+// next, must not hand the grant back to the mutex that is gone (mutex.h: "one granted the mutex
+// when it could no longer run ... unlocks it again").
+TEST(SyncReviewTest, MutexInACancelledFrameIsNotTouchedAfterItGoes) {
+  Afterlife<Mutex> storage;
+  ::new (static_cast<void*>(storage.bytes)) Mutex();
+  std::atomic<Mutex*> published{nullptr};
+  {
+    Runtime rt(two_cores());
+    // The threads' frames go with their last handles: the holder's first, the waiter's next.
+    JoinHandle<void> waiter, holder;
+    holder = rt.spawn(0, [&](LwThread&) -> Task<void> {
+      LivesIn<Mutex> mu(storage);
+      MutexGuard g = co_await mu.a_.get().scoped_lock();
+      published.store(&mu.a_.get());
+      co_await sleep_for(absl::Hours(1));
+    });
+    waiter = rt.spawn(1, [&](LwThread&) -> Task<void> {
+      while (published.load() == nullptr) co_await yield_now();
+      co_await published.load()->lock();
+      ADD_FAILURE() << "ran after stop(kCancel)";
+    });
+    while (published.load() == nullptr || published.load()->waiters() != 1) {
+      std::this_thread::yield();
+    }
+    rt.stop(StopMode::kCancel);
+  }
+  // A give-back after the end would have found the fresh (unlocked) mutex and failed loudly.
+  EXPECT_FALSE(storage.get().locked());
+}
+
+// The same for a Semaphore: the waiter's permits go back while the semaphore lives.
+TEST(SyncReviewTest, SemaphoreInACancelledFrameIsNotTouchedAfterItGoes) {
+  Afterlife<Semaphore> storage;
+  ::new (static_cast<void*>(storage.bytes)) Semaphore();
+  std::atomic<Semaphore*> published{nullptr};
+  {
+    Runtime rt(two_cores());
+    JoinHandle<void> waiter, holder;
+    holder = rt.spawn(0, [&](LwThread&) -> Task<void> {
+      LivesIn<Semaphore> sem(storage, 0);
+      published.store(&sem.a_.get());
+      struct Releaser {
+        Semaphore& s;
+        ~Releaser() { s.release(2); }  // hands the waiter its permits as the frame goes
+      } r{sem.a_.get()};
+      co_await sleep_for(absl::Hours(1));
+    });
+    waiter = rt.spawn(1, [&](LwThread&) -> Task<void> {
+      while (published.load() == nullptr) co_await yield_now();
+      co_await published.load()->acquire(2);
+      ADD_FAILURE() << "ran after stop(kCancel)";
+    });
+    while (published.load() == nullptr || published.load()->waiters() != 1) {
+      std::this_thread::yield();
+    }
+    rt.stop(StopMode::kCancel);
+  }
+  EXPECT_EQ(storage.get().available(), 0) << "permits given back to a semaphore that was gone";
+}
+
+// The same for a Channel: a value sent as the frames go is not handed to a receiver whose core
+// has finished (it would be lost with that frame): the receiver is refused, the value stays
+// buffered, and is received once.
+TEST(SyncReviewTest, ValueIsNotHandedToACancelledReceiver) {
+  Channel<int> ch(1);
+  {
+    Runtime rt(two_cores());
+    JoinHandle<void> receiver, sender;
+    sender = rt.spawn(0, [&](LwThread&) -> Task<void> {
+      struct SendsAsItGoes {
+        Channel<int>& ch;
+        ~SendsAsItGoes() { EXPECT_EQ(ch.try_send(7), 0); }
+      } s{ch};
+      co_await sleep_for(absl::Hours(1));
+    });
+    receiver = rt.spawn(1, [&](LwThread&) -> Task<void> {
+      (void)co_await ch.recv();
+      ADD_FAILURE() << "ran after stop(kCancel)";
+    });
+    while (ch.waiting_receivers() != 1) std::this_thread::yield();
+    rt.stop(StopMode::kCancel);
+  }
+  EXPECT_EQ(ch.waiting_receivers(), 0u);
+  EXPECT_EQ(ch.try_recv(), std::optional<int>(7));
+}
+
 // A thread parked in lock_until (its deadline's timer armed on its core) whose handle outlives
 // the runtime: its frame goes with the handle, after the cores are gone, and must not touch its
 // core's timers then (ASan: heap-use-after-free in Core::disarm).

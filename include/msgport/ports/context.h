@@ -52,6 +52,11 @@ class Context {
   // The calling thread's context, or nullptr.
   static Context* current() noexcept { return current_; }
 
+  // True once nothing will ever run on this context again (a runtime's core once stop() has
+  // sealed it). A coroutine parked here may still be woken, but it never resumes: a port about
+  // to grant it something refuses it instead (runtime/sync_request.h). Thread-safe.
+  virtual bool finished() const noexcept { return false; }
+
   // True while the context holds back resumptions (the runtime's backpressure: a core whose
   // rings to other cores are full), or has spent its budget of direct resumptions. A waiter
   // woken on its own context then does not resume inline but is posted, to run once the context

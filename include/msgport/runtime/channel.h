@@ -41,7 +41,9 @@
 // twice: the channel's lock decides which came first.
 //
 // Only SendMsg and RecvMsg may be sent to a Channel. A lightweight thread destroyed while it
-// waits takes its request back out of the queue (a waiting send's value goes with its frame).
+// waits takes its request back out of the queue (a waiting send's value goes with its frame). A
+// receiver whose core stop has sealed is never handed a value (it would go with its frame): it is
+// replied -ECANCELED and the value goes to the next receiver, or the ring.
 // Destroying a Channel while requests wait fails loudly in every build (close() it first: that
 // replies every waiter).
 //
@@ -154,18 +156,23 @@ class Channel final : public Port {
   // (no waiting receiver), -EPIPE: closed — in both value is left as it was.
   int try_send(T&& value) noexcept {
     Message* r;
+    MsgQueue gone;
+    int result = 0;
     {
       std::lock_guard lock(guard_);
       if (closed_.load(std::memory_order_relaxed)) return -EPIPE;
-      r = receivers_.pop();
+      r = pop_receiver(gone);
       if (r == nullptr) {
-        if (count_ == capacity_) return -EAGAIN;
-        push_back(std::move(value));
-        return 0;
+        if (count_ == capacity_) {
+          result = -EAGAIN;
+        } else {
+          push_back(std::move(value));
+        }
       }
     }
-    hand_over(std::move(value), *r);
-    return 0;
+    detail::refuse_all(gone);
+    if (r != nullptr) hand_over(std::move(value), *r);
+    return result;
   }
 
   // Never waits: the next value if one is buffered (or a sender waits with one), else nullopt.
@@ -245,6 +252,15 @@ class Channel final : public Port {
     return v;
   }
 
+  // Under guard_: the first waiting receiver that can still take a value; those whose core has
+  // finished go onto `gone`, to be refused -ECANCELED after the lock (detail::can_take_grant): a
+  // value handed to them would be lost with their frames.
+  Message* pop_receiver(MsgQueue& gone) noexcept {
+    Message* r;
+    while ((r = receivers_.pop()) != nullptr && !detail::can_take_grant(*r)) gone.push(*r);
+    return r;
+  }
+
   // The receiver r, out of the queue, is ours alone until its reply.
   static void hand_over(T&& v, Message& r) noexcept {
     auto& recv = static_cast<RecvMsg&>(r);
@@ -254,21 +270,24 @@ class Channel final : public Port {
 
   int begin_send(SendMsg& s) noexcept {
     Message* r;
+    MsgQueue gone;
+    int result = 0;
     {
       std::lock_guard lock(guard_);
       if (closed_.load(std::memory_order_relaxed)) return -EPIPE;
-      r = receivers_.pop();
+      r = pop_receiver(gone);
       if (r == nullptr) {
         if (count_ < capacity_) {
           push_back(std::move(s.value));
-          return 0;
+        } else {
+          senders_.push(s);
+          result = kAsync;
         }
-        senders_.push(s);
-        return kAsync;
       }
     }
-    hand_over(std::move(s.value), *r);
-    return 0;
+    detail::refuse_all(gone);
+    if (r != nullptr) hand_over(std::move(s.value), *r);
+    return result;
   }
 
   int begin_recv(RecvMsg& r, bool may_wait = true) noexcept {

@@ -212,6 +212,8 @@ class Core final : public Context {
 
   // True once stop() told this core to stop.
   bool stopped() const noexcept { return stop_.load(std::memory_order_acquire); }
+  // True once stop() has sealed this core: nothing runs on it again (Context::finished).
+  bool finished() const noexcept override { return finished_.load(std::memory_order_acquire); }
 
   // How long this core polls before it sleeps (RuntimeOptions::poll_before_sleep by default).
   void set_poll_before_sleep(absl::Duration d) noexcept {
@@ -353,6 +355,7 @@ class Core final : public Context {
   alignas(64) std::atomic<std::uint64_t> foreign_pending_{0};
   alignas(64) std::atomic<bool> sleeping_{false};
   alignas(64) std::atomic<bool> stop_{false};
+  std::atomic<bool> finished_{false};  // set by seal()
   std::atomic<std::int64_t> poll_ns_{0};
 
   io_uring ring_{};

@@ -30,8 +30,11 @@
 // is lost and none is made twice: the mutex's queue lock decides which came first.
 //
 // A lightweight thread destroyed while it waits (stop(kCancel)) takes its request back out of
-// the queue; one granted the mutex when it could no longer run (a holder's guard unlocked as its
-// frame was destroyed, say) unlocks it again, so nothing stays locked by a thread that is gone.
+// the queue. Once stop has sealed a waiter's core, unlock() no longer grants it (a holder's guard
+// unlocked as its frame was destroyed, say): its request is replied -ECANCELED and the mutex goes
+// to the next waiter, so nothing stays locked by a thread that is gone, and the mutex may go with
+// the holder's frame. One granted before its core stopped but never resumed unlocks it again when
+// its frame is destroyed (the mutex must still be there then).
 // Destroying a Mutex while requests wait for it fails loudly in every build (they would be woken
 // into a mutex that is gone); destroying it locked is the caller's bug, as with std::mutex.
 //

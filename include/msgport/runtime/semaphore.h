@@ -25,8 +25,10 @@
 // Any thread or core may release, also permits it did not acquire (there is no owner). A count
 // that would become negative, or n < 0, fails loudly in every build. Only AcquireMsg (or a class
 // derived from it) may be sent to a Semaphore. A lightweight thread destroyed while it waits takes
-// its request back out of the queue (and gives back permits granted when it could no longer run);
-// destroying a Semaphore while requests wait fails loudly in every build.
+// its request back out of the queue; one whose core stop has sealed is never granted (replied
+// -ECANCELED, its place going to the ones behind it); one granted before its core stopped but
+// never resumed gives its permits back when its frame is destroyed. Destroying a Semaphore while
+// requests wait fails loudly in every build.
 //
 // Thread-safety: every member may be called from any thread or core; the waits are for
 // coroutines (acquire_until on a core only), acquire_blocking() for plain threads (on a core it
@@ -107,9 +109,11 @@ class Semaphore final : public Port {
   friend class detail::SyncRequest;
   void unclaimed_grant(Message& m) noexcept { release(static_cast<AcquireMsg&>(m).n); }
 
-  // Under guard_: takes the head requests the permits cover off the queue, onto `granted`.
-  void grant_locked(MsgQueue& granted) noexcept;
-  static void reply_all(MsgQueue& granted) noexcept;
+  // Under guard_: takes the head requests the permits cover off the queue, onto `granted`, and
+  // those whose core has finished onto `gone` (refused: detail::can_take_grant).
+  void grant_locked(MsgQueue& granted, MsgQueue& gone) noexcept;
+  // After guard_: replies `gone` -ECANCELED, then `granted` 0.
+  static void reply_all(MsgQueue& granted, MsgQueue& gone) noexcept;
 
   mutable SpinLock guard_;
   // Written under guard_ only (load + store); read without it by available().

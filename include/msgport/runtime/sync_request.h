@@ -16,9 +16,11 @@
 //
 // A coroutine destroyed while parked here (a thread cancelled by stop) takes its request out of
 // the primitive's queue (detail::abandon -> remove_queued), so it is never granted afterwards,
-// and disarms its timer. One granted while its core could no longer resume it (a grant made by
-// another frame's destruction during stop(kCancel), say) hands the grant back:
-// P::unclaimed_grant(m) (a mutex unlocks, a semaphore takes its permits back).
+// and disarms its timer. Once stop has sealed its core (Context::finished), the primitives no
+// longer grant its request (can_take_grant): a grant made then (by another frame's destruction
+// during stop(kCancel), say) would never be claimed, and the primitive may be gone by the time
+// this frame is. One granted before its core stopped but never resumed hands the grant back when
+// destroyed: P::unclaimed_grant(m) (a mutex unlocks, a semaphore takes its permits back).
 //
 // Nothing here allocates.
 #pragma once
@@ -45,6 +47,23 @@ inline void refuse_blocking_on_a_core(const char* what) {
     throw std::logic_error(std::string("msgport: ") + what +
                            " on a core would block the core; co_await the coroutine form");
   }
+}
+
+// Can the coroutine parked on request m (queued at a primitive: under the primitive's lock) still
+// run to take a grant? Not once its core has finished (the runtime's stop sealed it): a grant
+// would never be claimed, and given back only when its frame is destroyed — maybe after the
+// primitive, which may live in another frame the stop destroys. The primitives refuse such a
+// request (-ECANCELED) instead of granting it. A request nobody has parked on yet is sent from a
+// context that runs: it can.
+inline bool can_take_grant(Message& m) noexcept {
+  if (!(MsgAccess::state(m).load(std::memory_order_acquire) & kParked)) return true;
+  Context* home = MsgAccess::waiter(m)->home();
+  return home == nullptr || !home->finished();
+}
+
+// Replies -ECANCELED every request in `gone` (out of the primitive's queue, after its lock).
+inline void refuse_all(MsgQueue& gone) noexcept {
+  while (Message* m = gone.pop()) reply_msg(*m, -ECANCELED);
 }
 
 struct NoDeadline {};

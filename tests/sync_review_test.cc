@@ -148,6 +148,54 @@ TEST(SyncReviewTest, ValueIsNotHandedToACancelledReceiver) {
   EXPECT_EQ(ch.try_recv(), std::optional<int>(7));
 }
 
+// A channel, a semaphore and a mutex owned by a thread's frame, with other threads waiting on them
+// when
+// stop(kCancel) comes. The owner's frame may go first (frames go with their last handles, or in
+// any order for detached threads): the waiters will never run again, and their requests must not
+// make the primitive's destruction fail ("destroyed while requests wait" is for waiters that
+// could still be woken into it).
+TEST(SyncReviewTest, PrimitiveInACancelledFrameMayGoBeforeItsCancelledWaiters) {
+  std::atomic<Channel<int>*> ch{nullptr};
+  std::atomic<Semaphore*> sem{nullptr};
+  std::atomic<Mutex*> mu{nullptr};
+  Runtime rt(two_cores());
+  JoinHandle<void> receiver, acquirer, locker, owner;
+  owner = rt.spawn(0, [&](LwThread&) -> Task<void> {
+    Mutex m;
+    Channel<int> c(0);
+    Semaphore s(0);
+    co_await m.lock();  // and never unlocked: the owner is cancelled holding it
+    ch.store(&c);
+    sem.store(&s);
+    mu.store(&m);
+    co_await sleep_for(absl::Hours(1));
+  });
+  locker = rt.spawn(1, [&](LwThread&) -> Task<void> {
+    while (mu.load() == nullptr) co_await yield_now();
+    co_await mu.load()->lock();
+    ADD_FAILURE() << "ran after stop(kCancel)";
+  });
+  receiver = rt.spawn(1, [&](LwThread&) -> Task<void> {
+    while (ch.load() == nullptr) co_await yield_now();
+    (void)co_await ch.load()->recv();
+    ADD_FAILURE() << "ran after stop(kCancel)";
+  });
+  acquirer = rt.spawn(1, [&](LwThread&) -> Task<void> {
+    while (sem.load() == nullptr) co_await yield_now();
+    co_await sem.load()->acquire();
+    ADD_FAILURE() << "ran after stop(kCancel)";
+  });
+  while (mu.load() == nullptr || ch.load()->waiting_receivers() != 1 ||
+         sem.load()->waiters() != 1 || mu.load()->waiters() != 1) {
+    std::this_thread::yield();
+  }
+  rt.stop(StopMode::kCancel);
+  owner = {};  // the primitives go first
+  receiver = {};
+  acquirer = {};
+  locker = {};
+}
+
 // A thread parked in lock_until (its deadline's timer armed on its core) whose handle outlives
 // the runtime: its frame goes with the handle, after the cores are gone, and must not touch its
 // core's timers then (ASan: heap-use-after-free in Core::disarm).

@@ -45,7 +45,8 @@
 // receiver whose core stop has sealed is never handed a value (it would go with its frame): it is
 // replied -ECANCELED and the value goes to the next receiver, or the ring.
 // Destroying a Channel while requests wait fails loudly in every build (close() it first: that
-// replies every waiter).
+// replies every waiter), unless every waiter's core has been sealed by stop (stop(kCancel)
+// destroying the channel's frame before theirs): those are replied -ECANCELED.
 //
 // Thread-safety: every member may be called from any thread or core.
 #pragma once
@@ -105,15 +106,24 @@ class Channel final : public Port {
   explicit Channel(std::size_t capacity)
       : ring_(capacity > 0 ? std::make_unique<Slot[]>(capacity) : nullptr), capacity_(capacity) {}
   ~Channel() override {
+    MsgQueue gone;  // waiters whose core has finished: they never run again
+    bool live = false;
     {
       std::lock_guard lock(guard_);
-      if (!senders_.empty() || !receivers_.empty()) {
-        detail::broken_rule(
-            "a Channel was destroyed while sends or receives wait on it: close() it first (that "
-            "replies every waiter -EPIPE)",
-            __FILE__, __LINE__);
+      for (MsgQueue* q : {&senders_, &receivers_}) {
+        while (Message* m = q->pop()) {
+          live = live || detail::can_take_grant(*m);
+          gone.push(*m);
+        }
       }
     }
+    if (live) {
+      detail::broken_rule(
+          "a Channel was destroyed while sends or receives wait on it: close() it first (that "
+          "replies every waiter -EPIPE)",
+          __FILE__, __LINE__);
+    }
+    detail::refuse_all(gone);  // stop(kCancel) destroyed this frame before theirs: no harm done
     while (count_ > 0) std::destroy_at(take_front());
   }
 

@@ -36,7 +36,9 @@
 // the holder's frame. One granted before its core stopped but never resumed unlocks it again when
 // its frame is destroyed (the mutex must still be there then).
 // Destroying a Mutex while requests wait for it fails loudly in every build (they would be woken
-// into a mutex that is gone); destroying it locked is the caller's bug, as with std::mutex.
+// into a mutex that is gone), unless every waiter's core has been sealed by stop (stop(kCancel)
+// destroying the mutex's frame before theirs): those are replied -ECANCELED. Destroying it
+// locked is the caller's bug, as with std::mutex.
 //
 // Thread-safety: every member may be called from any thread or core. Waiting for the mutex
 // (lock, scoped_lock, lock_until) is for coroutines; lock_until on a core only (its timer runs

@@ -28,7 +28,8 @@
 // its request back out of the queue; one whose core stop has sealed is never granted (replied
 // -ECANCELED, its place going to the ones behind it); one granted before its core stopped but
 // never resumed gives its permits back when its frame is destroyed. Destroying a Semaphore while
-// requests wait fails loudly in every build.
+// requests wait fails loudly in every build, unless every waiter's core has been sealed by stop
+// (stop(kCancel) destroying the semaphore's frame before theirs): those are replied -ECANCELED.
 //
 // Thread-safety: every member may be called from any thread or core; the waits are for
 // coroutines (acquire_until on a core only), acquire_blocking() for plain threads (on a core it

@@ -306,7 +306,11 @@ void Runtime::destroy_left() {
     t->cancelled = true;
     live_.fetch_sub(1, std::memory_order_acq_rel);
     reply_msg(t->exit, -ECANCELED);  // a joiner wakes and is told it was cancelled
-    r.destroy();  // the runner's frame holds a reference to t; the task frame goes with t
+    r.destroy();                     // the runner's frame holds a reference to t
+    // The task's frame goes now too, not with the last JoinHandle (which may outlive the
+    // runtime): what it was parked on (a mutex's queue, a channel's) must not keep a request
+    // whose waiter's core is gone.
+    t->destroy_task();
   }
   left.clear();
 }

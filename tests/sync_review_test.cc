@@ -222,6 +222,36 @@ TEST(SyncReviewTest, WaiterWithADeadlineOutlivingTheRuntimeLeavesTheCoreAlone) {
   mu.unlock();
 }
 
+// A thread cancelled while it waits for a mutex, whose handle outlives the runtime: once the
+// runtime is gone, its request must not still wait in the mutex's queue, or the next unlock
+// grants it and wakes it on a core that no longer exists (a use after free). stop(kCancel)
+// destroys the frames of the threads it cancels (the request leaves the queue with its frame).
+TEST(SyncReviewTest, CancelledWaiterWhoseHandleOutlivesTheRuntimeLeavesTheQueue) {
+  Mutex mu;
+  Channel<int> ch(0);
+  ASSERT_TRUE(mu.try_lock());
+  JoinHandle<void> locker, receiver;
+  {
+    Runtime rt(two_cores());
+    locker = rt.spawn(1, [&](LwThread&) -> Task<void> {
+      co_await mu.lock();
+      ADD_FAILURE() << "granted after stop(kCancel)";
+    });
+    receiver = rt.spawn(0, [&](LwThread&) -> Task<void> {
+      (void)co_await ch.recv();
+      ADD_FAILURE() << "received after stop(kCancel)";
+    });
+    while (mu.waiters() != 1 || ch.waiting_receivers() != 1) std::this_thread::yield();
+    rt.stop(StopMode::kCancel);
+  }
+  EXPECT_EQ(mu.waiters(), 0u);
+  EXPECT_EQ(ch.waiting_receivers(), 0u);
+  mu.unlock();  // with the request still queued: granted to a thread on a core that is gone
+  EXPECT_EQ(ch.try_send(1), -EAGAIN) << "a value handed to a receiver that is gone";
+  EXPECT_THROW(locker.join(), ThreadCancelled);
+  EXPECT_THROW(receiver.join(), ThreadCancelled);
+}
+
 // =================================================================================================
 // Misuse fails loudly: the blocking forms are for plain threads. On a core they would block the
 // core, and with it whoever must unlock (here: nobody ever, until the test gives up).

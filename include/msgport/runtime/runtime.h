@@ -27,9 +27,10 @@
 //     nobody closed, say), stop says which ones on stderr (core, thread, what its port holds)
 //     and cancels them.
 //   StopMode::kCancel: what is queued is replied -ECANCELED at once; the woken senders run on;
-//     once all is quiet the cores stop and the threads still parked are destroyed: every request
-//     they had taken and not answered is replied -ECANCELED first, and join() / co_await on them
-//     throws ThreadCancelled.
+//     once all is quiet the cores stop and the threads still parked are destroyed (their frames,
+//     before stop returns, whoever still holds a JoinHandle): every request they had taken and
+//     not answered is replied -ECANCELED first, and join() / co_await on them throws
+//     ThreadCancelled.
 // Either way every core is joined and nothing leaks. Calling stop() twice is harmless.
 // A destroyed thread's frame is freed: a message in it that still sits at a port of your own (not
 // a thread port) must not be touched after stop; close such ports before stop (kDrain does not
@@ -158,6 +159,10 @@ class LwStateBase : public LwThread {
   explicit LwStateBase(Core& core) : LwThread(core) {}
   virtual ~LwStateBase();
 
+  // Destroys the task's frame (stop(kCancel), once the runner's is gone): whatever it was parked
+  // on lets go of it while the runtime is still there, not when the last handle goes.
+  virtual void destroy_task() noexcept = 0;
+
   // The thread's exit, as a message that is in flight while it runs: joining is wait_msg.
   Message exit;
   std::exception_ptr error;
@@ -175,6 +180,7 @@ template <class T>
 class LwState final : public LwStateBase {
  public:
   using LwStateBase::LwStateBase;
+  void destroy_task() noexcept override { task = Task<T>(); }
   Task<T> task;
   std::optional<std::conditional_t<std::is_void_v<T>, char, T>> value;
 };

@@ -252,6 +252,27 @@ TEST(SyncReviewTest, CancelledWaiterWhoseHandleOutlivesTheRuntimeLeavesTheQueue)
   EXPECT_THROW(receiver.join(), ThreadCancelled);
 }
 
+// chrono.h: every call that takes a time point takes a std::chrono one too (system_clock or
+// steady_clock), with the same behaviour as the absl form.
+TEST(SyncReviewTest, DeadlinesTakeStdChronoTimePoints) {
+  using namespace std::chrono_literals;
+  Runtime rt(two_cores());
+  Mutex mu;
+  Semaphore sem(1);
+  rt.block_on([](Mutex& mu, Semaphore& sem) -> Task<void> {
+    EXPECT_TRUE(co_await mu.lock_until(std::chrono::steady_clock::now() + 1s));
+    EXPECT_FALSE(co_await mu.lock_until(std::chrono::steady_clock::now() + 1ms));
+    EXPECT_FALSE(co_await mu.lock_until(std::chrono::system_clock::now() - 1s));
+    mu.unlock();
+    EXPECT_TRUE(co_await sem.acquire_until(1, std::chrono::system_clock::now() + 1s));
+    EXPECT_FALSE(co_await sem.acquire_until(1, std::chrono::steady_clock::now() + 1ms));
+    sem.release();
+  }(mu, sem));
+  EXPECT_FALSE(mu.locked());
+  EXPECT_EQ(sem.available(), 1);
+  rt.stop();
+}
+
 // =================================================================================================
 // Misuse fails loudly: the blocking forms are for plain threads. On a core they would block the
 // core, and with it whoever must unlock (here: nobody ever, until the test gives up).

@@ -2,7 +2,8 @@
 // an absl::Duration or absl::Time.
 //
 // Every public call that takes a duration or a time point (sleep_for, sleep_until, do_msg_until,
-// RuntimeOptions, Core::set_poll_before_sleep, io::IoMsg::set_timeout) has one implementation, in
+// Mutex::lock_until, Semaphore::acquire_until, RuntimeOptions, Core::set_poll_before_sleep,
+// io::IoMsg::set_timeout) has one implementation, in
 // absl time; its std::chrono overload converts here and calls it. So
 //
 //   co_await sleep_for(std::chrono::milliseconds(5));

@@ -307,10 +307,12 @@ void Runtime::destroy_left() {
     live_.fetch_sub(1, std::memory_order_acq_rel);
     reply_msg(t->exit, -ECANCELED);  // a joiner wakes and is told it was cancelled
     r.destroy();                     // the runner's frame holds a reference to t
-    // The task's frame goes now too, not with the last JoinHandle (which may outlive the
-    // runtime): what it was parked on (a mutex's queue, a channel's) must not keep a request
-    // whose waiter's core is gone.
-    t->destroy_task();
+  }
+  // Then the frames of their tasks, once every exit is replied (a frame may be parked joining
+  // another of them): now, not with the last JoinHandle, which may outlive the runtime. What a
+  // frame was parked on (a mutex's queue, a channel's) must not keep a request whose core is gone.
+  for (auto& t : left) {
+    if (t->cancelled) t->destroy_task();
   }
   left.clear();
 }

@@ -252,6 +252,33 @@ TEST(SyncReviewTest, CancelledWaiterWhoseHandleOutlivesTheRuntimeLeavesTheQueue)
   EXPECT_THROW(receiver.join(), ThreadCancelled);
 }
 
+// stop(kCancel) destroys the frames of the threads it cancels: one parked joining another (a
+// wait on that thread's exit message) must be gone only after the exit it waits on has been
+// replied, or that reply wakes a waiter in a freed frame (ASan: heap-use-after-free).
+TEST(SyncReviewTest, CancelledThreadJoiningAnotherGoesAfterTheOthersExitIsReplied) {
+  for (int round = 0; round < 4; ++round) {
+    Runtime rt(two_cores());
+    Mutex mu;
+    ASSERT_TRUE(mu.try_lock());
+    JoinHandle<void> waiter;
+    std::atomic<bool> spawned{false}, joining{false};
+    // The joiner first: stop destroys threads in the order they were spawned.
+    auto joiner = rt.spawn(round % 2, [&](LwThread&) -> Task<void> {
+      while (!spawned.load()) co_await yield_now();
+      joining.store(true);
+      co_await waiter;
+    });
+    waiter = rt.spawn(1 - round % 2, [&](LwThread&) -> Task<void> {
+      co_await mu.lock();  // never granted
+    });
+    spawned.store(true);
+    while (!joining.load() || mu.waiters() != 1) std::this_thread::yield();
+    if (round >= 2) joiner.detach();  // its frame then goes with the runtime's last reference
+    rt.stop(StopMode::kCancel);
+    mu.unlock();
+  }
+}
+
 // chrono.h: every call that takes a time point takes a std::chrono one too (system_clock or
 // steady_clock), with the same behaviour as the absl form.
 TEST(SyncReviewTest, DeadlinesTakeStdChronoTimePoints) {

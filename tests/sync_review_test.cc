@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <optional>
@@ -298,6 +299,15 @@ TEST(SyncReviewTest, DeadlinesTakeStdChronoTimePoints) {
   EXPECT_FALSE(mu.locked());
   EXPECT_EQ(sem.available(), 1);
   rt.stop();
+}
+
+// chrono.h: to_absl saturates past absl's range, never overflows; also for an unsigned count.
+TEST(SyncReviewTest, UnsignedChronoDurationsSaturate) {
+  using Ms = std::chrono::duration<std::uint64_t, std::milli>;
+  EXPECT_EQ(to_absl(Ms(UINT64_MAX)), absl::InfiniteDuration());
+  EXPECT_EQ(to_absl(Ms(5)), absl::Milliseconds(5));
+  using Ns = std::chrono::duration<unsigned long long, std::nano>;
+  EXPECT_EQ(to_absl(Ns(~0ull)), absl::InfiniteDuration());
 }
 
 // =================================================================================================

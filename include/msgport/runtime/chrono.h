@@ -50,6 +50,12 @@ absl::Duration to_absl(std::chrono::duration<Rep, Period> d) noexcept {
                        std::is_same_v<D, std::chrono::hours>) {
     return absl::FromChrono(d);
   } else {
+    // An unsigned count past what absl's int64 takes saturates too (a cast would wrap it).
+    if constexpr (std::is_unsigned_v<Rep>) {
+      if (static_cast<std::uintmax_t>(d.count()) > static_cast<std::uintmax_t>(INT64_MAX)) {
+        return absl::InfiniteDuration();
+      }
+    }
     // Any other integral period (std::chrono::days, a duration<int, std::deci>, ...): absl's
     // multiplication saturates, its division keeps quarter nanoseconds.
     return absl::Seconds(static_cast<std::int64_t>(d.count())) * std::int64_t{Period::num} /

@@ -25,6 +25,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
@@ -46,6 +47,10 @@ Task<void> echo_server(LwThread& self) { return bench::serve_loop(self.port()); 
 void round_trips(benchmark::State& state, int server_core, RuntimeOptions options,
                  bool target_sleeps = false) {
   options.cores = 2;
+  // Under valgrind (tools/instructions.sh sets MSGPORT_BENCH_NO_SLEEP) a core must not sleep in
+  // io_uring_enter: valgrind runs one thread at a time and would not let the waker run.
+  if (std::getenv("MSGPORT_BENCH_NO_SLEEP") != nullptr)
+    options.poll_before_sleep = absl::Seconds(100);
   Runtime rt(options);
   // The target core sleeps as soon as it is idle; the sender's core waits for the reply busy.
   if (target_sleeps) rt.core(server_core).set_poll_before_sleep(absl::ZeroDuration());

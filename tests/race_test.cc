@@ -114,7 +114,12 @@ Task<void> sender_loop(HandToThread& port, int n, int& resumes, bool& ok) {
 // Coroutines: the sender lives on a context; the reply comes from a plain thread. When it comes
 // after the park, the sender is scheduled back onto its own context — never run on the replier.
 TEST(ReplyVsPark, ACoroutineIsResumedExactlyOnceOnItsOwnContext) {
-  const int iterations = stress(1'000'000, 50'000);
+  // On one CPU the replier rarely runs inside the window between a send and its park, so both
+  // outcomes cannot be asked for there (10 rounds of 10^6 took 147 s and saw only one): one round,
+  // and the contract's checks only.
+  const bool one = testing::one_cpu();
+  const int iterations = one ? 50'000 : stress(1'000'000, 50'000);
+  const int rounds = one ? 1 : 10;
   HandToThread port;
   std::atomic<bool> stop{false};
   std::thread replier([&] {
@@ -127,7 +132,7 @@ TEST(ReplyVsPark, ACoroutineIsResumedExactlyOnceOnItsOwnContext) {
   int resumes = 0, sent = 0;
   bool ok = true;
   // Rounds of `iterations` until both outcomes were seen (at most 10 rounds).
-  for (int round = 0; round < 10; ++round) {
+  for (int round = 0; round < rounds; ++round) {
     Task<void> t = sender_loop(port, iterations, resumes, ok);
     {
       Context::Bind bind(&ctx);
@@ -143,6 +148,7 @@ TEST(ReplyVsPark, ACoroutineIsResumedExactlyOnceOnItsOwnContext) {
   replier.join();
   EXPECT_TRUE(ok) << "every do_msg returned its own reply";
   EXPECT_EQ(resumes, sent) << "each sender resumed exactly once per message";
+  if (one) return;
   std::uint64_t parked = ctx.scheduled();
   EXPECT_GT(parked, 0u) << "some replies came after the park";
   EXPECT_LT(parked, static_cast<std::uint64_t>(sent)) << "some replies beat the park";

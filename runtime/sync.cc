@@ -12,22 +12,10 @@ namespace msgport {
 // ---- Mutex -------------------------------------------------------------------------------------
 
 Mutex::~Mutex() {
-  MsgQueue gone;  // waiters whose core has finished: they never run again
-  bool live = false;
-  {
-    std::lock_guard lock(guard_);
-    while (Message* m = waiters_.pop()) {
-      live = live || detail::can_take_grant(*m);
-      gone.push(*m);
-    }
-  }
-  if (live) {
-    detail::broken_rule(
-        "a Mutex was destroyed while lock requests wait for it (they would be granted a mutex "
-        "that is gone): let every waiter finish, or end the threads that wait, first",
-        __FILE__, __LINE__);
-  }
-  detail::refuse_all(gone);  // stop(kCancel) destroyed this frame before theirs: no harm done
+  detail::end_waiters(guard_, {&waiters_},
+                      "a Mutex was destroyed while lock requests wait for it (they would be "
+                      "granted a mutex that is gone): let every waiter finish, or end the "
+                      "threads that wait, first");
 }
 
 int Mutex::lock_slow(Message& m) noexcept {
@@ -95,22 +83,10 @@ Semaphore::Semaphore(std::int64_t permits) : count_(permits) {
 }
 
 Semaphore::~Semaphore() {
-  MsgQueue gone;  // waiters whose core has finished: they never run again
-  bool live = false;
-  {
-    std::lock_guard lock(guard_);
-    while (Message* m = waiters_.pop()) {
-      live = live || detail::can_take_grant(*m);
-      gone.push(*m);
-    }
-  }
-  if (live) {
-    detail::broken_rule(
-        "a Semaphore was destroyed while acquire requests wait for it (they would be granted by "
-        "a semaphore that is gone): let every waiter finish, or end the threads that wait, first",
-        __FILE__, __LINE__);
-  }
-  detail::refuse_all(gone);  // stop(kCancel) destroyed this frame before theirs: no harm done
+  detail::end_waiters(guard_, {&waiters_},
+                      "a Semaphore was destroyed while acquire requests wait for it (they would "
+                      "be granted by a semaphore that is gone): let every waiter finish, or end "
+                      "the threads that wait, first");
 }
 
 int Semaphore::begin_msg(Message& m) {

@@ -230,6 +230,21 @@ inline bool collect(Message& m, Waiter& w) noexcept {
 
 void abort_msg(Message& m) noexcept;
 
+namespace detail {
+// An await's park under a cancellation (DoMsg, WaitMsg). Cancelled already: m is aborted now (it
+// may be replied at once: then park() declines), and there is no need to be told again. Parked
+// otherwise: only a reply from another thread can resume it, later, on this context, so the
+// registration (on_cancel(self) aborts m) is in place before it runs again.
+inline bool park_watched(Message& m, CoWaiter& w, Cancellation& c, CancelWait& cw,
+                         Cancellation::Interrupt on_cancel, void* self) noexcept {
+  bool aborted = c.requested();
+  if (aborted) abort_msg(m);
+  bool parked = park(m, w);
+  if (parked && !aborted) cw.enter(c, on_cancel, self, w.home());
+  return parked;
+}
+}  // namespace detail
+
 // The awaitable of do_msg. do_msg(port, m) begins the message when it is called (the agent runs
 // then); awaiting the result does not suspend when the agent acted at once, and parks the
 // coroutine on m otherwise.
@@ -261,8 +276,11 @@ class [[nodiscard]] DoMsg {
   template <class P>
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     waiter_.arm(h);
-    if (Cancellation* c = cancellation_of(h)) return park_watched(c);
-    parked_ = detail::park(m_, waiter_);
+    if (Cancellation* c = cancellation_of(h)) {
+      parked_ = detail::park_watched(m_, waiter_, *c, cw_, &on_cancel, this);
+    } else {
+      parked_ = detail::park(m_, waiter_);
+    }
     return parked_;
   }
   int await_resume() noexcept {
@@ -273,7 +291,6 @@ class [[nodiscard]] DoMsg {
 
  private:
   static void on_cancel(void* self) noexcept { abort_msg(static_cast<DoMsg*>(self)->m_); }
-  bool park_watched(Cancellation* c) noexcept;
 
   Message& m_;
   CoWaiter waiter_;
@@ -331,14 +348,8 @@ class [[nodiscard]] WaitMsg {
     waiter_.arm(h);
     Cancellation* c = cancellation_of(h);
     if (c != nullptr && !m_.done()) {
-      // Cancelled already: aborted now, and no need to be told again.
-      bool aborted = c->requested();
-      if (aborted) abort_msg(m_);
-      if (detail::park(m_, waiter_)) {
-        parked_ = true;
-        if (!aborted) cw_.enter(*c, &on_cancel, this, waiter_.home());
-        return true;
-      }
+      parked_ = detail::park_watched(m_, waiter_, *c, cw_, &on_cancel, this);
+      if (parked_) return true;
     }
     parked_ = detail::park(m_, waiter_) || detail::collect(m_, waiter_);
     return parked_;
@@ -367,19 +378,6 @@ inline bool check_msg(const Message& m) noexcept { return m.done(); }
 void abort_msg(Message& m) noexcept;
 
 bool drop_msg(Message& m) noexcept;
-
-// DoMsg's park under a cancellation (see DoMsg).
-inline bool DoMsg::park_watched(Cancellation* c) noexcept {
-  // Cancelled already: aborted now (it may be replied at once: then park() declines), and no
-  // need to be told again.
-  bool aborted = c->requested();
-  if (aborted) abort_msg(m_);
-  parked_ = detail::park(m_, waiter_);
-  // Parked: only a reply from another thread can resume it, later, on this context; so the
-  // registration below is in place before it runs again.
-  if (parked_ && !aborted) cw_.enter(*c, &on_cancel, this, waiter_.home());
-  return parked_;
-}
 
 // ---- Agent side --------------------------------------------------------------------------------
 

@@ -106,24 +106,9 @@ class Channel final : public Port {
   explicit Channel(std::size_t capacity)
       : ring_(capacity > 0 ? std::make_unique<Slot[]>(capacity) : nullptr), capacity_(capacity) {}
   ~Channel() override {
-    MsgQueue gone;  // waiters whose core has finished: they never run again
-    bool live = false;
-    {
-      std::lock_guard lock(guard_);
-      for (MsgQueue* q : {&senders_, &receivers_}) {
-        while (Message* m = q->pop()) {
-          live = live || detail::can_take_grant(*m);
-          gone.push(*m);
-        }
-      }
-    }
-    if (live) {
-      detail::broken_rule(
-          "a Channel was destroyed while sends or receives wait on it: close() it first (that "
-          "replies every waiter -EPIPE)",
-          __FILE__, __LINE__);
-    }
-    detail::refuse_all(gone);  // stop(kCancel) destroyed this frame before theirs: no harm done
+    detail::end_waiters(guard_, {&senders_, &receivers_},
+                        "a Channel was destroyed while sends or receives wait on it: close() it "
+                        "first (that replies every waiter -EPIPE)");
     while (count_ > 0) std::destroy_at(take_front());
   }
 

@@ -28,11 +28,14 @@
 #include <absl/time/clock.h>
 #include <absl/time/time.h>
 #include <msgport/ports/ops.h>
+#include <msgport/ports/spin_lock.h>
 #include <msgport/runtime/core.h>
 
 #include <cerrno>
 #include <coroutine>
 #include <cstddef>
+#include <initializer_list>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -64,6 +67,26 @@ inline bool can_take_grant(Message& m) noexcept {
 // Replies -ECANCELED every request in `gone` (out of the primitive's queue, after its lock).
 inline void refuse_all(MsgQueue& gone) noexcept {
   while (Message* m = gone.pop()) reply_msg(*m, -ECANCELED);
+}
+
+// A primitive's destructor: takes every request still waiting in `queues` (under `guard`).
+// Those whose core has finished (stop(kCancel) destroyed the primitive's frame before theirs: no
+// harm done) are refused -ECANCELED; one that could still run is a broken rule, `why` says so.
+inline void end_waiters(SpinLock& guard, std::initializer_list<MsgQueue*> queues,
+                        const char* why) noexcept {
+  MsgQueue gone;
+  bool live = false;
+  {
+    std::lock_guard lock(guard);
+    for (MsgQueue* q : queues) {
+      while (Message* m = q->pop()) {
+        live = live || can_take_grant(*m);
+        gone.push(*m);
+      }
+    }
+  }
+  if (live) broken_rule(why, __FILE__, __LINE__);
+  refuse_all(gone);
 }
 
 struct NoDeadline {};
